@@ -1,0 +1,1 @@
+"""Corpus loaders: each turns a folder of audio into metadata rows (path, speaker, emotion, ...)."""
