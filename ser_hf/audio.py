@@ -1,0 +1,3 @@
+"""Audio constants and transforms shared by training, evaluation and inference."""
+
+SAMPLE_RATE = 16_000
