@@ -1,3 +1,112 @@
-"""Audio constants and transforms shared by training, evaluation and inference."""
+"""Audio decoding, cropping, feature extraction and batch padding shared by training and evaluation.
+
+Evaluation follows what `pipeline("audio-classification")` does with a file: decode at 16 kHz, run the
+feature extractor on the whole clip, no padding. `SERTrainer` runs padding-sensitive models one clip at
+a time during evaluation, so the metrics we report are the ones the pipeline gives.
+"""
+
+import numpy as np
+import soundfile as sf
+import torch
 
 SAMPLE_RATE = 16_000
+
+
+def decoded_to_mono(value):
+    """Turn a decoded `datasets.Audio` value into a 1-D float32 numpy array.
+
+    datasets 5.x yields a torchcodec `AudioDecoder`; older versions and hand-made rows give a dict
+    with "array". Multi-channel audio is averaged to mono, as ffmpeg's `-ac 1` does in the pipeline.
+    """
+    if isinstance(value, dict):
+        array = np.asarray(value["array"], dtype=np.float32)
+    else:
+        array = value.get_all_samples().data.numpy().astype(np.float32, copy=False)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    return array
+
+
+def crop(array, max_samples, rng=None):
+    """Crop to at most `max_samples`: a random window when `rng` is given (training), else the start.
+
+    Args:
+        array: 1-D waveform.
+        max_samples: maximum length; None keeps the whole clip.
+        rng: numpy Generator for a random window, or None for a fixed crop.
+    """
+    if max_samples is None or len(array) <= max_samples:
+        return array
+    start = int(rng.integers(0, len(array) - max_samples + 1)) if rng is not None else 0
+    return array[start : start + max_samples]
+
+
+def audio_duration_seconds(path):
+    """Duration from the file header, without decoding (soundfile first, torchcodec for other formats)."""
+    try:
+        info = sf.info(path)
+        return info.frames / info.samplerate
+    except (RuntimeError, sf.LibsndfileError):
+        from torchcodec.decoders import AudioDecoder
+
+        metadata = AudioDecoder(path).metadata
+        return float(metadata.duration_seconds_from_header or 0.0)
+
+
+class AudioTransform:
+    """On-the-fly `datasets` transform: decode, crop, feature-extract (per clip, no padding).
+
+    Args:
+        feature_extractor: the model's feature extractor (normalisation happens per clip, as in the pipeline).
+        max_seconds: crop length; None keeps whole clips.
+        train: random crops (and, later, augmentation) when True; a fixed crop from the start otherwise.
+        seed: seed of the random crops.
+    """
+
+    def __init__(self, feature_extractor, max_seconds, train, seed=0):
+        self.feature_extractor = feature_extractor
+        self.max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+        self.train = train
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, batch):
+        # `Trainer` reads the "length" column through the transform for length grouping: pass it through.
+        if "audio" not in batch:
+            return batch
+        arrays = [
+            crop(decoded_to_mono(value), self.max_samples, self.rng if self.train else None) for value in batch["audio"]
+        ]
+        features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
+        input_name = self.feature_extractor.model_input_names[0]
+        return {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
+
+
+class AudioCollator:
+    """Pad raw-waveform inputs to one length and build an attention mask.
+
+    The mask is always built: models that take one get it; for the others `SERTrainer` uses it only to
+    find each clip's true length during evaluation.
+
+    Args:
+        input_name: the model's input name ("input_values" for wav2vec2-like encoders).
+        pad_to_seconds: pad every batch to this length ('max_length' padding); None pads to the longest clip.
+        padding_value: the feature extractor's padding value.
+    """
+
+    def __init__(self, input_name="input_values", pad_to_seconds=None, padding_value=0.0):
+        self.input_name = input_name
+        self.pad_to = None if pad_to_seconds is None else int(pad_to_seconds * SAMPLE_RATE)
+        self.padding_value = padding_value
+
+    def __call__(self, features):
+        lengths = [len(f[self.input_name]) for f in features]
+        target = max(max(lengths), self.pad_to or 0)
+        values = torch.full((len(features), target), self.padding_value, dtype=torch.float32)
+        mask = torch.zeros((len(features), target), dtype=torch.long)
+        for row, (feature, length) in enumerate(zip(features, lengths)):
+            values[row, :length] = torch.as_tensor(feature[self.input_name])
+            mask[row, :length] = 1
+        batch = {self.input_name: values, "attention_mask": mask}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        return batch

@@ -1,0 +1,160 @@
+"""Recipe arguments: one YAML file plus command-line overrides of any field (the command line wins).
+
+Three dataclasses, parsed together by `HfArgumentParser` as in transformers' example scripts:
+`ModelArguments`, `DataArguments` and `SERTrainingArguments` (TrainingArguments plus what SER adds).
+"""
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+CORPORA = ("ravdess", "demo")
+PADDING_MODES = ("max_length", "longest")
+
+
+def _json_dict(value):
+    # A dict arrives as a dict from YAML and as a JSON string from the command line.
+    if value is None or isinstance(value, dict):
+        return dict(value or {})
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"expected a JSON object, got {value!r}: {err}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"expected a JSON object, got {value!r}")
+    return parsed
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to fine-tune and what to freeze."""
+
+    model_name_or_path: str | None = field(
+        default="facebook/wav2vec2-base",
+        metadata={"help": "Hub id or local folder of a pretrained audio encoder. null with model_type: random init."},
+    )
+    model_type: str | None = field(
+        default=None,
+        metadata={"help": "Build a randomly initialised model of this type (wav2vec2, hubert, wavlm, ...) from "
+                  "model_config_overrides instead of loading weights. Used by the offline demo and the tests."},
+    )
+    model_config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "JSON object of config fields to override, e.g. dropouts, layerdrop, SpecAugment "
+                  "(mask_time_prob, mask_feature_prob), or the whole architecture for a random init."},
+    )
+    freeze_feature_encoder: bool = field(
+        default=True, metadata={"help": "Freeze the convolutional feature encoder (standard for wav2vec2 fine-tuning)."}
+    )
+    freeze_encoder_layers: int = field(
+        default=0, metadata={"help": "Freeze the bottom N transformer layers (and the feature projection)."}
+    )
+    freeze_encoder: bool = field(
+        default=False, metadata={"help": "Freeze the whole encoder: a linear probe that trains only the head."}
+    )
+    use_weighted_layer_sum: bool = field(
+        default=False, metadata={"help": "Pool a learned weighted sum of all hidden layers (SUPERB style)."}
+    )
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the pretrained model."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow model code from the Hub to run. Off unless you trust the repo."}
+    )
+
+    def __post_init__(self):
+        self.model_config_overrides = _json_dict(self.model_config_overrides)
+        if self.model_name_or_path is None and self.model_type is None:
+            raise ValueError("set model_name_or_path (pretrained) or model_type (random init from a config)")
+
+
+@dataclass
+class DataArguments:
+    """Which corpus, which speaker fold, and how clips are cut and padded."""
+
+    corpus: str = field(default="ravdess", metadata={"help": f"One of {', '.join(CORPORA)}."})
+    data_dir: str = field(
+        default="data/ravdess",
+        metadata={"help": "Corpus folder. RAVDESS: downloaded and extracted here when missing; demo: generated here."},
+    )
+    download: bool = field(default=True, metadata={"help": "Download the corpus when data_dir does not hold it."})
+    n_folds: int = field(default=6, metadata={"help": "Speaker folds (RAVDESS: 6 folds of 4 actors)."})
+    fold: int = field(default=0, metadata={"help": "Fold held out for evaluation (validation), 0-based."})
+    test_fold: int | None = field(
+        default=None, metadata={"help": "Optional second fold held out as a test split, never used for selection."}
+    )
+    fold_seed: int | None = field(
+        default=None, metadata={"help": "Shuffle speakers before folding; null keeps the documented fixed folds."}
+    )
+    max_duration_seconds: float = field(
+        default=5.0, metadata={"help": "Training clips are randomly cropped to at most this many seconds."}
+    )
+    eval_max_duration_seconds: float | None = field(
+        default=None,
+        metadata={"help": "Fixed crop (from the start) for evaluation. null: the whole clip, exactly what "
+                  "pipeline('audio-classification') sees, so the reported metrics are the pipeline's."},
+    )
+    padding: str = field(
+        default="max_length",
+        metadata={"help": "Training batches: 'max_length' pads every clip to max_duration_seconds, "
+                  "'longest' to the longest clip in the batch."},
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate evaluation data (debugging)."})
+    demo_seed: int = field(default=0, metadata={"help": "Seed of the synthetic demo corpus."})
+
+    def __post_init__(self):
+        if self.corpus not in CORPORA:
+            raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
+        if self.padding not in PADDING_MODES:
+            raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
+
+
+@dataclass
+class SERTrainingArguments(TrainingArguments):
+    """TrainingArguments plus early stopping and the SER learning-rate schedules.
+
+    `lr_scheduler_type` takes every Trainer schedule; two get SER defaults in `SERTrainer.create_scheduler`:
+    `warmup_stable_decay` (warmup `warmup_steps`, then constant, then linear decay over the last
+    `lr_scheduler_kwargs.decay_ratio` = 0.3 of training) and `reduce_lr_on_plateau` (on the evaluation loss).
+    """
+
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "Stop after this many evaluations without improvement. null: no early stop."}
+    )
+    early_stopping_threshold: float = field(
+        default=0.0, metadata={"help": "Minimum improvement of metric_for_best_model that resets the patience."}
+    )
+    plateau_metric: str = field(
+        default="loss", metadata={"help": "reduce_lr_on_plateau watches this evaluation metric (without 'eval_')."}
+    )
+    plateau_factor: float = field(default=0.5, metadata={"help": "reduce_lr_on_plateau multiplies the LR by this."})
+    plateau_patience: int = field(default=2, metadata={"help": "reduce_lr_on_plateau waits this many evaluations."})
+
+
+def config_fields():
+    """Names of every field a YAML config may set."""
+    return {f.name for cls in (ModelArguments, DataArguments, SERTrainingArguments) for f in dataclasses.fields(cls)}
+
+
+def parse_config(config_path=None, argv=None):
+    """Read a YAML config, apply command-line overrides, and build the three argument dataclasses.
+
+    Args:
+        config_path: YAML file whose keys are field names of the three dataclasses, or None.
+        argv: command-line arguments (`--field value`), which win over the YAML.
+
+    Returns:
+        (ModelArguments, DataArguments, SERTrainingArguments)
+    """
+    parser = HfArgumentParser((ModelArguments, DataArguments, SERTrainingArguments))
+    if config_path is not None:
+        values = yaml.safe_load(Path(config_path).read_text()) or {}
+        unknown = sorted(set(values) - config_fields())
+        if unknown:
+            raise ValueError(f"{config_path}: unknown field(s) {unknown}; see `recipes/finetune.py --help`")
+        parser.set_defaults(**values)
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(argv or []))
+    return model_args, data_args, training_args

@@ -1,0 +1,77 @@
+"""After training: final metrics, plots and the model card in the output dir (main process only)."""
+
+import json
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ser_hf.metrics import compute_ser_metrics
+from ser_hf.model_card import ModelCardInfo, write_model_card
+from ser_hf.plots import plot_confusion_matrix, plot_per_class_recall, plot_training_curves
+
+logger = logging.getLogger(__name__)
+
+RESULTS_FILE = "ser_results.json"
+
+
+def command_line():
+    """The command that produced this run: what the user typed through run.sh, and the python call."""
+    python_call = "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+    wrapper = os.environ.get("SER_HF_COMMAND")
+    return f"{wrapper}\n# which ran:\n{python_call}" if wrapper else python_call
+
+
+def evaluate_split(trainer, dataset, label_names, split):
+    """Predict a split and compute the full SER metrics (UA, WA, macro-F1, per-class recall, confusion matrix)."""
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    predictions = np.argmax(output.predictions, axis=-1)
+    metrics = compute_ser_metrics(predictions, output.label_ids, label_names)
+    metrics["num_examples"] = int(len(predictions))
+    return metrics
+
+
+def write_reports(output_dir, results, label_names, log_history, card_info):
+    """Write results json, plots and README.md model card.
+
+    Args:
+        output_dir: the run's output folder.
+        results: {split: metrics from `evaluate_split`}; "validation" is the one the card reports.
+        label_names: names in id order.
+        log_history: `trainer.state.log_history`.
+        card_info: `ModelCardInfo` without metrics and plots (filled here).
+
+    Returns:
+        Path of the model card.
+    """
+    output_dir = Path(output_dir)
+    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    headline = results["validation"]
+    plots = [
+        plot_training_curves(log_history, output_dir / "training_curves.png"),
+        plot_confusion_matrix(headline["confusion_matrix"], label_names, output_dir / "confusion_matrix.png"),
+        plot_confusion_matrix(
+            headline["confusion_matrix"], label_names, output_dir / "confusion_matrix_normalized.png", normalize=True
+        ),
+        plot_per_class_recall(dict(zip(label_names, headline["per_class_recall"])), output_dir / "per_class_recall.png"),
+    ]
+    card_info.metrics = headline
+    card_info.plots = [Path(p).name for p in plots]
+    return write_model_card(output_dir, card_info)
+
+
+def results_table(results, output_dir):
+    """A short plain-text table for the end of a run."""
+    lines = [f"{'split':<12}{'UA':>8}{'WA':>8}{'macro-F1':>10}{'clips':>7}"]
+    for split, m in results.items():
+        lines.append(f"{split:<12}{m['ua']:>8.3f}{m['wa']:>8.3f}{m['macro_f1']:>10.3f}{m['num_examples']:>7}")
+    lines.append(f"majority-class WA {results['validation']['majority_baseline_wa']:.3f}, "
+                 f"chance UA {results['validation']['chance_ua']:.3f}")
+    lines.append(f"model: {output_dir}")
+    return "\n".join(lines)
+
+
+__all__ = ["ModelCardInfo", "RESULTS_FILE", "command_line", "evaluate_split", "results_table", "write_reports"]

@@ -1,0 +1,81 @@
+"""SERTrainer: the Trainer with SER learning-rate schedules and pipeline-faithful evaluation."""
+
+import torch
+import torch.nn.functional as F
+from transformers import Trainer
+from transformers.trainer_utils import SchedulerType
+
+from ser_hf.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
+
+
+class SERTrainer(Trainer):
+    """Trainer for audio classification.
+
+    - `create_scheduler`: `warmup_stable_decay` with a decay ratio instead of a step count, and
+      `reduce_lr_on_plateau` on a chosen evaluation metric (the evaluation loss by default).
+    - Evaluation of models without an attention mask (group-norm wav2vec2) runs each clip at its own
+      length, because zero padding changes what such a model pools: the metrics equal the pipeline's.
+
+    Args:
+        uses_attention_mask: whether the model takes the collator's attention mask.
+        class_weights: optional tensor of per-class loss weights.
+        Everything else goes to `transformers.Trainer`.
+    """
+
+    def __init__(self, *args, uses_attention_mask=True, class_weights=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.uses_attention_mask = uses_attention_mask
+        self.class_weights = class_weights
+
+    def create_scheduler(self, num_training_steps, optimizer=None):
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            kind = SchedulerType(self.args.lr_scheduler_type)
+            kwargs = dict(self.args.lr_scheduler_kwargs or {})
+            if kind == SchedulerType.WARMUP_STABLE_DECAY:
+                self.lr_scheduler = warmup_stable_decay(
+                    optimizer,
+                    num_training_steps=num_training_steps,
+                    num_warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                    decay_ratio=kwargs.get("decay_ratio", DEFAULT_DECAY_RATIO),
+                    decay_type=kwargs.get("decay_type", "linear"),
+                    min_lr_ratio=kwargs.get("min_lr_ratio", 0.0),
+                )
+                self._created_lr_scheduler = True
+            elif kind == SchedulerType.REDUCE_ON_PLATEAU:
+                self.lr_scheduler = reduce_on_plateau(
+                    optimizer,
+                    mode="min" if self.args.plateau_metric == "loss" else "max",
+                    factor=self.args.plateau_factor,
+                    patience=self.args.plateau_patience,
+                )
+                self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
+
+    def _evaluate(self, trial, ignore_keys_for_eval, skip_scheduler=False):
+        # The Trainer steps a plateau scheduler on metric_for_best_model (UA here); ours watches
+        # plateau_metric, the evaluation loss by default, so step it ourselves.
+        metrics = super()._evaluate(trial, ignore_keys_for_eval, skip_scheduler=True)
+        if isinstance(self.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and not skip_scheduler:
+            self.lr_scheduler.step(metrics[f"eval_{self.args.plateau_metric}"])
+        return metrics
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        attention_mask = inputs.pop("attention_mask", None)
+        if self.uses_attention_mask:
+            logits = model(**inputs, attention_mask=attention_mask).logits
+        elif model.training or attention_mask is None:
+            logits = model(**inputs).logits
+        else:
+            logits = self._logits_clip_by_clip(model, inputs, attention_mask)
+        weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
+        loss = F.cross_entropy(logits, labels, weight=weight)
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    @staticmethod
+    def _logits_clip_by_clip(model, inputs, attention_mask):
+        (name, values), = inputs.items()
+        lengths = attention_mask.sum(dim=1).tolist()
+        rows = [model(**{name: values[i : i + 1, :length]}).logits for i, length in enumerate(lengths)]
+        return torch.cat(rows, dim=0)
