@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# ser_hf entry point.
+#
+#   bash run.sh setup                      create .venv, install requirements and system packages
+#   bash run.sh demo [--field value ...]   offline demo: synthetic corpus, small model on CPU, checkpoint, pipeline
+#   bash run.sh ravdess [--data_dir DIR] [--field value ...]   the RAVDESS recipe (wav2vec2-base; a GPU job)
+#   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv]
+#   bash run.sh test [pytest args]         the whole test suite, offline
+#
+# Every command creates .venv on first use. Set PYTHON to choose the interpreter (3.10+).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=.venv
+PY="$VENV/bin/python"
+
+log() { printf '[run.sh] %s\n' "$*" >&2; }
+
+# ffmpeg: torchcodec decodes audio through its libraries (always needed); espeak-ng: the demo corpus.
+need_system_packages() {
+  local missing=() pkg
+  for pkg in "$@"; do command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing ${missing[*]} with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  elif command -v apt-get >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    log "installing ${missing[*]} with sudo apt-get"
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    log "missing system packages: ${missing[*]}. Install them, e.g.:"
+    log "  Debian/Ubuntu: sudo apt-get install -y ${missing[*]}"
+    log "  macOS:         brew install ${missing[*]}"
+    return 1
+  fi
+}
+
+setup() {
+  need_system_packages ffmpeg "$@"
+  if [ ! -x "$PY" ]; then
+    local python="${PYTHON:-python3}"
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+      || { log "Python 3.10+ is needed ($python is $("$python" --version 2>&1))"; exit 1; }
+    log "creating $VENV"
+    "$python" -m venv "$VENV"
+  fi
+  # Reinstall only when requirements.txt changed since the last successful install.
+  local stamp="$VENV/.requirements.sha256" want
+  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing requirements.txt into $VENV (torch is pinned to its CPU build here, see README)"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q -r requirements.txt
+    echo "$want" > "$stamp"
+  fi
+}
+
+# The output_dir among the arguments, or the config's default.
+output_dir_from() {
+  local default=$1; shift
+  while [ $# -gt 0 ]; do
+    case "$1" in --output_dir|--output-dir) echo "$2"; return ;; --output_dir=*) echo "${1#*=}"; return ;; esac
+    shift
+  done
+  echo "$default"
+}
+
+cmd=${1:-help}
+[ $# -gt 0 ] && shift
+export SER_HF_COMMAND="bash run.sh $cmd $*"
+
+case "$cmd" in
+  setup)
+    setup espeak-ng
+    log "ready: $("$PY" -c 'import torch, transformers, datasets; print(f"torch {torch.__version__}, transformers {transformers.__version__}, datasets {datasets.__version__}")')"
+    ;;
+  demo)
+    setup espeak-ng
+    export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    out=$(output_dir_from outputs/demo "$@")
+    "$PY" recipes/finetune.py recipes/configs/demo.yaml "$@"
+    clip=$(ls data/demo/Actor_24/03-01-05-02-01-01-24.wav 2>/dev/null || find data/demo -name '*.wav' | sort | tail -n 1)
+    log "pipeline('audio-classification', model='$out') on one held-out clip:"
+    "$PY" recipes/predict.py "$out" "$clip" --top_k 3
+    ;;
+  ravdess)
+    setup
+    "$PY" recipes/finetune.py recipes/configs/ravdess.yaml "$@"
+    ;;
+  predict)
+    setup
+    "$PY" recipes/predict.py "$@"
+    ;;
+  test)
+    setup espeak-ng
+    export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    "$PY" -m pytest tests "$@"
+    ;;
+  help|-h|--help)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    ;;
+  *)
+    log "unknown command '$cmd'"; sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2
+    ;;
+esac
