@@ -78,7 +78,10 @@ class AudioTransform:
         ]
         features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
         input_name = self.feature_extractor.model_input_names[0]
-        return {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
+        output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
+        if "length" in batch:
+            output["length"] = batch["length"]
+        return output
 
 
 class AudioCollator:

@@ -34,9 +34,11 @@ def build_model(model_args, id2label, label2id):
     else:
         hub_kwargs = {"revision": model_args.model_revision, "trust_remote_code": model_args.trust_remote_code}
         config = AutoConfig.from_pretrained(model_args.model_name_or_path, **overrides, **hub_kwargs)
-        # safetensors only: a pickled .bin checkpoint can run code when loaded.
+        # safetensors only: a pickled .bin checkpoint can run code when loaded. A checkpoint that already
+        # has a head for other labels gets a new one (ignore_mismatched_sizes), as in transformers' example.
         model = AutoModelForAudioClassification.from_pretrained(
-            model_args.model_name_or_path, config=config, use_safetensors=True, **hub_kwargs
+            model_args.model_name_or_path, config=config, use_safetensors=True, ignore_mismatched_sizes=True,
+            **hub_kwargs,
         )
         feature_extractor = AutoFeatureExtractor.from_pretrained(model_args.model_name_or_path, **hub_kwargs)
     apply_freezing(model, model_args)

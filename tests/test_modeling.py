@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from ser_hf.config import ModelArguments
+from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
+from ser_hf.modeling import build_model, uses_attention_mask
+from tests.conftest import TINY_ENCODER
+
+ID2LABEL, LABEL2ID = label_maps(RAVDESS_EMOTIONS)
+
+
+def _args(**kwargs):
+    defaults = {"model_name_or_path": None, "model_type": "wav2vec2", "model_config_overrides": dict(TINY_ENCODER)}
+    defaults.update(kwargs)
+    return ModelArguments(**defaults)
+
+
+def _trainable(module):
+    return any(p.requires_grad for p in module.parameters())
+
+
+@pytest.mark.parametrize("model_type", ["wav2vec2", "hubert", "wavlm"])
+def test_random_init_of_each_encoder_classifies_with_emotion_names(model_type):
+    model, fe = build_model(_args(model_type=model_type), ID2LABEL, LABEL2ID)
+    assert model.config.id2label[4] == "angry" and model.config.num_labels == 8
+    logits = model(input_values=torch.randn(2, 8000)).logits
+    assert logits.shape == (2, 8)
+    assert fe.sampling_rate == 16_000
+
+
+def test_attention_mask_follows_the_feature_encoder_norm():
+    _, group = build_model(_args(model_config_overrides={**TINY_ENCODER, "feat_extract_norm": "group"}), ID2LABEL, LABEL2ID)
+    _, layer = build_model(_args(model_config_overrides={**TINY_ENCODER, "feat_extract_norm": "layer"}), ID2LABEL, LABEL2ID)
+    assert not uses_attention_mask(group) and uses_attention_mask(layer)
+
+
+def test_freezing_options():
+    model, _ = build_model(_args(freeze_feature_encoder=True), ID2LABEL, LABEL2ID)
+    assert not _trainable(model.wav2vec2.feature_extractor) and _trainable(model.wav2vec2.encoder)
+
+    overrides = {**TINY_ENCODER, "num_hidden_layers": 3}
+    model, _ = build_model(_args(model_config_overrides=overrides, freeze_encoder_layers=2), ID2LABEL, LABEL2ID)
+    layers = model.wav2vec2.encoder.layers
+    assert [_trainable(layer) for layer in layers] == [False, False, True]
+    assert not _trainable(model.wav2vec2.feature_projection)
+
+    model, _ = build_model(_args(freeze_encoder=True, use_weighted_layer_sum=True), ID2LABEL, LABEL2ID)
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(not name.startswith("wav2vec2.") for name in trainable)
+    assert "layer_weights" in trainable  # the weighted layer sum is part of the probe
+
+    with pytest.raises(ValueError, match="freeze_encoder_layers"):
+        build_model(_args(freeze_encoder_layers=5), ID2LABEL, LABEL2ID)
+
+
+def test_config_overrides_reach_the_model():
+    model, _ = build_model(_args(model_config_overrides={**TINY_ENCODER, "hidden_dropout": 0.3, "mask_time_prob": 0.2}),
+                           ID2LABEL, LABEL2ID)
+    assert model.config.hidden_dropout == 0.3 and model.config.mask_time_prob == 0.2
+
+
+def test_pretrained_folder_loads_with_a_new_head(tmp_path):
+    # The real recipe path (from_pretrained), offline: a saved encoder with 3 labels gets our 8.
+    source, fe = build_model(_args(), {0: "a", 1: "b", 2: "c"}, {"a": 0, "b": 1, "c": 2})
+    source.save_pretrained(tmp_path)
+    fe.save_pretrained(tmp_path)
+    model, loaded_fe = build_model(ModelArguments(model_name_or_path=str(tmp_path)), ID2LABEL, LABEL2ID)
+    assert model.config.num_labels == 8 and model.config.id2label[7] == "surprised"
+    assert torch.equal(model.wav2vec2.encoder.layers[0].attention.q_proj.weight,
+                       source.wav2vec2.encoder.layers[0].attention.q_proj.weight)
+    assert not _trainable(model.wav2vec2.feature_extractor)  # freeze_feature_encoder defaults to on
+    assert loaded_fe.sampling_rate == 16_000

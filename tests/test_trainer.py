@@ -1,0 +1,89 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForAudioClassification
+
+from ser_hf.config import SERTrainingArguments
+from ser_hf.trainer import SERTrainer
+from tests.conftest import TINY_ENCODER
+
+
+def _tiny_model(num_labels=3):
+    config = AutoConfig.for_model("wav2vec2", num_labels=num_labels, **TINY_ENCODER)
+    return AutoModelForAudioClassification.from_config(config)
+
+
+def _trainer(tmp_path, eval_dataset=None, **kwargs):
+    args = SERTrainingArguments(output_dir=str(tmp_path), learning_rate=1.0, report_to="none", use_cpu=True, **kwargs)
+    return SERTrainer(model=_tiny_model(), args=args, eval_dataset=eval_dataset)
+
+
+def _lr_at(trainer, steps, total):
+    trainer.create_optimizer_and_scheduler(num_training_steps=total)
+    values, done = {}, 0
+    for step in sorted(steps):
+        for _ in range(step - done):
+            trainer.optimizer.step()
+            trainer.lr_scheduler.step()
+        done = step
+        values[step] = trainer.optimizer.param_groups[0]["lr"]
+    return values
+
+
+def test_warmup_stable_decay_defaults(tmp_path):
+    trainer = _trainer(tmp_path, lr_scheduler_type="warmup_stable_decay", warmup_steps=0.1)
+    lr = _lr_at(trainer, [0, 5, 10, 40, 70, 85, 100], total=100)
+    assert lr[0] == pytest.approx(0.0)
+    assert lr[5] == pytest.approx(0.5)
+    assert lr[10] == pytest.approx(1.0) and lr[40] == pytest.approx(1.0) and lr[70] == pytest.approx(1.0)
+    assert lr[85] == pytest.approx(0.5)  # linear decay over the last 30 %
+    assert lr[100] == pytest.approx(0.0)
+
+
+def test_warmup_stable_decay_ratio_from_kwargs(tmp_path):
+    trainer = _trainer(tmp_path, lr_scheduler_type="warmup_stable_decay", warmup_steps=0,
+                       lr_scheduler_kwargs={"decay_ratio": 0.5, "min_lr_ratio": 0.1})
+    lr = _lr_at(trainer, [49, 50, 75, 100], total=100)
+    assert lr[49] == pytest.approx(1.0) and lr[50] == pytest.approx(1.0)
+    assert lr[75] == pytest.approx(0.55)
+    assert lr[100] == pytest.approx(0.1)
+
+
+def test_trainer_schedules_still_work(tmp_path):
+    trainer = _trainer(tmp_path, lr_scheduler_type="linear", warmup_steps=10)
+    lr = _lr_at(trainer, [5, 10, 55, 100], total=100)
+    assert lr == pytest.approx({5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0})
+
+
+def test_reduce_on_plateau_watches_eval_loss_not_ua(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, lr_scheduler_type="reduce_lr_on_plateau", plateau_patience=1, plateau_factor=0.5,
+                       metric_for_best_model="ua", eval_strategy="epoch", eval_dataset=[{}])
+    trainer.create_optimizer_and_scheduler(num_training_steps=10)
+    # UA keeps improving while the loss stalls: the LR must still drop.
+    evaluations = iter([{"eval_loss": 1.0, "eval_ua": 0.1}, {"eval_loss": 1.0, "eval_ua": 0.2},
+                        {"eval_loss": 1.0, "eval_ua": 0.3}, {"eval_loss": 0.5, "eval_ua": 0.4}])
+    monkeypatch.setattr(trainer, "evaluate", lambda **_: next(evaluations))
+    lrs = []
+    for _ in range(4):
+        trainer._evaluate(None, None)
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+    assert lrs == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_padding_free_evaluation_matches_single_clip_logits(tmp_path):
+    # Group-norm wav2vec2 has no attention mask: padding changes its output, so evaluation must not pad.
+    trainer = _trainer(tmp_path)
+    trainer.uses_attention_mask = False
+    model = trainer.model.eval()
+    torch.manual_seed(0)
+    clips = [torch.randn(1, 4000), torch.randn(1, 9000)]
+    padded = torch.zeros(2, 9000)
+    padded[0, :4000], padded[1] = clips[0][0], clips[1][0]
+    mask = torch.zeros(2, 9000, dtype=torch.long)
+    mask[0, :4000], mask[1] = 1, 1
+    with torch.no_grad():
+        loss, out = trainer.compute_loss(model, {"input_values": padded, "attention_mask": mask,
+                                                 "labels": torch.tensor([0, 1])}, return_outputs=True)
+        expected = torch.cat([model(input_values=c).logits for c in clips])
+        padded_logits = model(input_values=padded).logits
+    assert torch.allclose(out["logits"], expected, atol=1e-5)
+    assert not torch.allclose(padded_logits[0], expected[0], atol=1e-3)  # why the clip-by-clip path exists
