@@ -139,7 +139,8 @@ def _download_with_retries(
             if err.code not in _RETRYABLE_HTTP or attempt == retries:
                 raise
             reason = f"HTTP {err.code}"
-        except (_RetryableError, urllib.error.URLError, http.client.HTTPException, socket.timeout, ConnectionError) as err:
+        except (_RetryableError, urllib.error.URLError, http.client.HTTPException, socket.timeout,
+                ConnectionError) as err:
             if attempt == retries:
                 raise OSError(f"Download of {url} failed after {retries + 1} attempts: {err}") from err
             reason = str(err) or type(err).__name__

@@ -50,7 +50,9 @@ def speaker_folds(
     if n_folds < 2:
         raise ValueError(f"n_folds must be at least 2 (one to train on, one to evaluate), got {n_folds}")
     if n_folds > len(speaker_to_gender):
-        raise ValueError(f"n_folds={n_folds} is more than the {len(speaker_to_gender)} speakers; some folds would be empty")
+        raise ValueError(
+            f"n_folds={n_folds} is more than the {len(speaker_to_gender)} speakers; some folds would be empty"
+        )
     by_gender: dict[str, list[str]] = defaultdict(list)
     for speaker, gender in speaker_to_gender.items():
         by_gender[str(gender)].append(speaker)
@@ -117,7 +119,8 @@ def split_by_fold(
     # An unknown speaker would otherwise fall silently into train, e.g. "Actor_1" vs "Actor_01".
     unknown = sorted({row[speaker_key] for row in rows if row[speaker_key] not in fold_of}, key=_natural_key)
     if unknown:
-        raise ValueError(f"Rows from speakers in no fold: {', '.join(map(str, unknown[:10]))}" + (" ..." if len(unknown) > 10 else ""))
+        shown = ", ".join(map(str, unknown[:10])) + (" ..." if len(unknown) > 10 else "")
+        raise ValueError(f"Rows from {len(unknown)} speaker(s) in no fold: {shown}")
     names = {eval_fold: "validation"}
     if test_fold is not None:
         names[test_fold] = "test"
@@ -128,7 +131,9 @@ def split_by_fold(
         splits[names.get(fold_of[row[speaker_key]], "train")].append(row)
     for name, split in splits.items():
         if not split:
-            raise ValueError(f"The {name} split is empty (eval_fold={eval_fold}, test_fold={test_fold}, {len(rows)} rows)")
+            raise ValueError(
+                f"The {name} split is empty (eval_fold={eval_fold}, test_fold={test_fold}, {len(rows)} rows)"
+            )
     assert_speaker_independent(splits, speaker_key=speaker_key)
     return splits
 
@@ -166,7 +171,8 @@ def assert_speaker_independent(splits: dict[str, list[dict]], speaker_key: str =
             where[row[speaker_key]].add(name)
     shared = {speaker: names for speaker, names in where.items() if len(names) > 1}
     if shared:
-        detail = "; ".join(
-            f"{speaker} in {', '.join(sorted(names))}" for speaker, names in sorted(shared.items(), key=lambda kv: _natural_key(kv[0]))
+        ordered = sorted(shared.items(), key=lambda kv: _natural_key(kv[0]))
+        detail = "; ".join(f"{speaker} in {', '.join(sorted(names))}" for speaker, names in ordered)
+        raise ValueError(
+            f"Splits are not speaker-independent: {len(shared)} speaker(s) in more than one split: {detail}"
         )
-        raise ValueError(f"Splits are not speaker-independent: {len(shared)} speaker(s) in more than one split: {detail}")

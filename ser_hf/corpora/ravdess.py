@@ -90,7 +90,11 @@ def parse_ravdess_filename(name: str) -> dict | None:
 
 
 def _walk_files(root: Path):
-    """Yield every file below `root` in sorted order, following folder symlinks without looping."""
+    """Yield every file below `root` in sorted order, following folder symlinks without looping.
+
+    Hidden folders (.git, caches, an interrupted extraction's temporary folder) are not corpus
+    folders and would only contribute duplicates, so they are not entered.
+    """
     seen = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
@@ -98,7 +102,8 @@ def _walk_files(root: Path):
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames.sort()  # os.walk order is filesystem order; sorting in place makes it deterministic
+        # os.walk order is filesystem order; sorting in place makes it deterministic.
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
             yield Path(dirpath) / filename
 
@@ -120,8 +125,8 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
 
     Walks every folder below `data_dir` (any depth, sorted, so the row order is reproducible).
     Keeps `.wav` files whose name decodes to audio-only (03) speech (01); skips song files, the
-    video modalities, macOS `._*` / `__MACOSX` metadata and names that are not RAVDESS names, and
-    logs how many of each it skipped. The same clip found twice (e.g. extracted into two
+    video modalities, macOS `._*` / `__MACOSX` metadata, hidden folders and names that are not
+    RAVDESS names, and logs how many of each it skipped. The same clip found twice (e.g. extracted into two
     folders) is kept once. Audio is not opened.
 
     Args:
@@ -192,6 +197,8 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
             skipped[_DUPLICATES], root, ", ".join(examples[_DUPLICATES]),
         )
     for category, count in sorted(skipped.items()):
+        if category == _DUPLICATES:
+            continue
         logger.info("Skipped %d %s under %s, e.g. %s", count, category, root, ", ".join(examples[category]))
     if not rows:
         found = "; ".join(f"{n} {c}" for c, n in sorted(skipped.items())) or "no files at all"
