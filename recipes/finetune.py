@@ -26,7 +26,14 @@ from ser_hf.hub import push_output_dir
 from ser_hf.labels import label_maps
 from ser_hf.metrics import make_compute_metrics
 from ser_hf.modeling import build_model, uses_attention_mask
-from ser_hf.reporting import ModelCardInfo, command_line, evaluate_split, results_table, write_reports
+from ser_hf.reporting import (
+    ModelCardInfo,
+    command_line,
+    evaluate_split,
+    results_table,
+    write_predictions_csv,
+    write_reports,
+)
 from ser_hf.trainer import SERTrainer
 
 logger = logging.getLogger("ser_hf")
@@ -34,6 +41,7 @@ logger = logging.getLogger("ser_hf")
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = command_line("recipes/finetune.py", argv)
     config_path = argv.pop(0) if argv and argv[0].endswith((".yaml", ".yml")) else None
     model_args, data_args, training_args = parse_config(config_path, argv)
 
@@ -84,8 +92,12 @@ def main(argv=None):
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
-    results = {split: evaluate_split(trainer, data[split], label_names, split) for split in data if split != "train"}
+    results, predictions = {}, {}
+    for split in (name for name in data if name != "train"):
+        results[split], predictions[split] = evaluate_split(trainer, data[split], label_names, split)
     if trainer.is_world_process_zero():
+        for split, rows in predictions.items():
+            write_predictions_csv(rows, Path(training_args.output_dir) / f"predictions_{split}.csv", data_args.data_dir)
         info = CORPUS_INFO[data_args.corpus]
         card = ModelCardInfo(
             model_id=training_args.hub_model_id or Path(training_args.output_dir).name,
@@ -99,7 +111,7 @@ def main(argv=None):
             split_description=(f"Speaker-independent: {data_args.n_folds} folds of speakers, fold {data_args.fold} "
                                f"held out for validation" + (f", fold {data_args.test_fold} for test" if data_args.test_fold is not None else "")
                                + "; no speaker appears in two splits."),
-            command=command_line(),
+            command=command,
             hyperparameters=_hyperparameters(model_args, data_args, training_args),
             num_train_examples=len(data["train"]),
             num_eval_examples=len(data["validation"]),

@@ -66,6 +66,9 @@ class ModelArguments:
 
     def __post_init__(self):
         self.model_config_overrides = _json_dict(self.model_config_overrides)
+        # YAML's null arrives as None; on the command line it is the word.
+        if str(self.model_name_or_path).lower() in ("null", "none", ""):
+            self.model_name_or_path = None
         if self.model_name_or_path is None and self.model_type is None:
             raise ValueError("set model_name_or_path (pretrained) or model_type (random init from a config)")
 

@@ -1,10 +1,10 @@
 """After training: final metrics, plots and the model card in the output dir (main process only)."""
 
+import csv
 import json
 import logging
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,20 +18,51 @@ logger = logging.getLogger(__name__)
 RESULTS_FILE = "ser_results.json"
 
 
-def command_line():
-    """The command that produced this run: what the user typed through run.sh, and the python call."""
-    python_call = "python " + " ".join(shlex.quote(arg) for arg in sys.argv)
+def command_line(script, argv):
+    """The command that produced this run: what the user typed through run.sh, and the python call.
+
+    Args:
+        script: the recipe's path as the user would type it, e.g. "recipes/finetune.py".
+        argv: the arguments the recipe received.
+    """
+    python_call = " ".join(shlex.quote(arg) for arg in ["python", script, *argv])
     wrapper = os.environ.get("SER_HF_COMMAND")
     return f"{wrapper}\n# which ran:\n{python_call}" if wrapper else python_call
 
 
 def evaluate_split(trainer, dataset, label_names, split):
-    """Predict a split and compute the full SER metrics (UA, WA, macro-F1, per-class recall, confusion matrix)."""
+    """Predict a split: full SER metrics and one row per clip.
+
+    Returns:
+        (metrics: UA, WA, macro-F1, per-class recall, confusion matrix, baselines, num_examples;
+         rows: path, speaker, true, predicted, confidence per clip, in dataset order)
+    """
     output = trainer.predict(dataset, metric_key_prefix=split)
-    predictions = np.argmax(output.predictions, axis=-1)
-    metrics = compute_ser_metrics(predictions, output.label_ids, label_names)
-    metrics["num_examples"] = int(len(predictions))
-    return metrics
+    logits = output.predictions - output.predictions.max(axis=-1, keepdims=True)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    predicted = probs.argmax(axis=-1)
+    metrics = compute_ser_metrics(predicted, output.label_ids, label_names)
+    metrics["num_examples"] = int(len(predicted))
+    # Plain columns only: the transform would decode the audio again.
+    meta = dataset.with_format(None).select_columns(["path", "speaker"]).to_list()
+    rows = [
+        {"path": m["path"], "speaker": m["speaker"], "true": label_names[int(t)], "predicted": label_names[int(p)],
+         "confidence": round(float(probs[i, p]), 6)}
+        for i, (m, t, p) in enumerate(zip(meta, output.label_ids, predicted))
+    ]
+    return metrics, rows
+
+
+def write_predictions_csv(rows, path, data_dir):
+    """Per-clip predictions (path, speaker, true, predicted, confidence) for error analysis.
+
+    Paths are written relative to `data_dir`: the file is pushed with the model, local layouts are not.
+    """
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "speaker", "true", "predicted", "confidence"])
+        writer.writeheader()
+        writer.writerows({**row, "path": os.path.relpath(row["path"], data_dir)} for row in rows)
+    return Path(path)
 
 
 def write_reports(output_dir, results, label_names, log_history, card_info):
@@ -74,4 +105,5 @@ def results_table(results, output_dir):
     return "\n".join(lines)
 
 
-__all__ = ["ModelCardInfo", "RESULTS_FILE", "command_line", "evaluate_split", "results_table", "write_reports"]
+__all__ = ["ModelCardInfo", "RESULTS_FILE", "command_line", "evaluate_split", "results_table", "write_predictions_csv",
+           "write_reports"]

@@ -1,0 +1,108 @@
+"""End-to-end: the finetune recipe on generated RAVDESS-layout audio with tiny random models."""
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from transformers import pipeline
+
+from ser_hf.hub import files_to_upload
+from tests.conftest import TINY_ENCODER
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _load_recipe(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _argv(data_dir, output_dir, norm, padding):
+    overrides = json.dumps({**TINY_ENCODER, "feat_extract_norm": norm})
+    return [
+        "--model_name_or_path", "null", "--model_type", "wav2vec2", "--model_config_overrides", overrides,
+        "--freeze_feature_encoder", "false",
+        "--corpus", "ravdess", "--data_dir", str(data_dir), "--download", "false",
+        "--n_folds", "4", "--fold", "3", "--test_fold", "2", "--padding", padding, "--max_duration_seconds", "1.0",
+        "--output_dir", str(output_dir), "--max_steps", "12", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
+        "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "warmup_stable_decay",
+        "--warmup_steps", "0.1", "--eval_strategy", "steps", "--eval_steps", "6", "--save_strategy", "steps",
+        "--save_steps", "6", "--load_best_model_at_end", "true", "--metric_for_best_model", "ua",
+        "--logging_steps", "2", "--remove_unused_columns", "false", "--report_to", "none", "--use_cpu", "true",
+        "--seed", "1", "--early_stopping_patience", "3", "--dataloader_num_workers", "0",
+    ]
+
+
+@pytest.fixture(scope="module", params=[("group", "max_length"), ("layer", "longest")], ids=["groupnorm", "layernorm"])
+def trained(request, ravdess_tree, tmp_path_factory):
+    norm, padding = request.param
+    output_dir = tmp_path_factory.mktemp(f"run_{norm}")
+    results = _load_recipe("finetune").main(
+        [str(ROOT / "recipes/configs/ravdess.yaml"), *_argv(ravdess_tree, output_dir, norm, padding)])
+    return output_dir, results
+
+
+def test_output_dir_is_hub_ready(trained):
+    output_dir, results = trained
+    for name in ["model.safetensors", "config.json", "preprocessor_config.json", "README.md", "ser_results.json",
+                 "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png",
+                 "per_class_recall.png", "predictions_validation.csv", "predictions_test.csv"]:
+        assert (output_dir / name).is_file(), name
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["id2label"]["4"] == "angry" and config["label2id"]["surprised"] == 7
+    uploaded = files_to_upload(output_dir)
+    assert "training_args.bin" not in uploaded and not any(f.startswith("checkpoint-") for f in uploaded)
+    assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(uploaded)
+
+    card = ModelCard.load(output_dir / "README.md")
+    assert card.data.pipeline_tag == "audio-classification" and card.data.library_name == "transformers"
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    ua = results["validation"]["ua"]
+    reported = [m.metric_value for m in card.data.eval_results if m.metric_type == "recall"]
+    assert reported and reported[0] == pytest.approx(ua, abs=1e-3)
+    assert "recipes/finetune.py" in card.text
+
+
+def test_splits_are_speaker_independent(trained):
+    output_dir, results = trained
+    speakers = {}
+    for split in ("validation", "test"):
+        with open(output_dir / f"predictions_{split}.csv") as handle:
+            speakers[split] = {row["speaker"] for row in csv.DictReader(handle)}
+    assert len(speakers["validation"]) == 2 and len(speakers["test"]) == 2
+    assert not speakers["validation"] & speakers["test"]
+    assert results["validation"]["num_examples"] == 16 and results["test"]["num_examples"] == 16
+
+
+def test_reported_metrics_are_what_the_pipeline_gives(trained, ravdess_tree):
+    output_dir, results = trained
+    classifier = pipeline("audio-classification", model=str(output_dir), device="cpu")
+    with open(output_dir / "predictions_validation.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert not any(Path(row["path"]).is_absolute() for row in rows)  # pushed with the model: no local layout
+    agree = [classifier(str(ravdess_tree / row["path"]), top_k=1)[0]["label"] == row["predicted"] for row in rows]
+    assert all(agree), f"{agree.count(False)} of {len(rows)} clips disagree"
+    accuracy = sum(row["true"] == row["predicted"] for row in rows) / len(rows)
+    assert accuracy == pytest.approx(results["validation"]["wa"])
+
+
+def test_predict_cli_prints_emotions_and_writes_csv(trained, ravdess_tree, tmp_path):
+    output_dir, _ = trained
+    with open(output_dir / "predictions_validation.csv") as handle:
+        clip = str(ravdess_tree / next(csv.DictReader(handle))["path"])
+    out_csv = tmp_path / "preds.csv"
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes/predict.py"), str(output_dir), clip, "--top_k", "2",
+                           "--output", str(out_csv)], capture_output=True, text=True, check=True)
+    assert Path(clip).name in proc.stdout
+    with open(out_csv) as handle:
+        row = next(csv.DictReader(handle))
+    assert row["label"] in {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
+    assert len(row["top_k"].split(";")) == 2
