@@ -20,9 +20,9 @@ import pathlib
 import shutil
 import subprocess
 
-import librosa
 import numpy as np
 import soundfile as sf
+import soxr
 from tqdm.auto import tqdm
 
 from ser_hf.audio import SAMPLE_RATE
@@ -43,24 +43,25 @@ TRIM_MARGIN_SECONDS = 0.05
 
 # Per-emotion deviation from neutral (Murray & Arnott 1993, table I). rate and volume multiply the actor's
 # speed (-s) and amplitude (-a); pitch and range are SSML <prosody> percentages; word_gap is espeak-ng's -g
-# (10 ms units); pause_ms is a <break> mid-sentence; terminal picks espeak-ng's clause contour
+# (10 ms units); pause_ms is a <break> mid-sentence; stress emphasises the verb (<emphasis>, measured to change
+# the audio); terminal picks espeak-ng's clause contour
 # (measured: "." falls, "!" peaks then falls abruptly, "," rises smoothly, "?" rises).
 PROSODY = {
-    "neutral": dict(rate=1.00, pitch=0, range=0, volume=1.00, word_gap=0, pause_ms=0, terminal="."),
+    "neutral": dict(rate=1.00, pitch=0, range=0, volume=1.00, word_gap=0, pause_ms=0, stress=False, terminal="."),
     # Not in Murray & Arnott: a relaxed neutral, slower, a little lower, narrow and soft.
-    "calm": dict(rate=0.90, pitch=-5, range=-35, volume=0.80, word_gap=0, pause_ms=0, terminal="."),
+    "calm": dict(rate=0.90, pitch=-5, range=-35, volume=0.80, word_gap=0, pause_ms=0, stress=False, terminal="."),
     # Faster or slower, much higher, much wider, smooth upward inflections.
-    "happy": dict(rate=1.10, pitch=25, range=60, volume=1.15, word_gap=0, pause_ms=0, terminal=","),
+    "happy": dict(rate=1.10, pitch=20, range=60, volume=1.15, word_gap=0, pause_ms=0, stress=False, terminal=","),
     # Slightly slower, slightly lower, slightly narrower, lower intensity, downward inflections, pauses.
-    "sad": dict(rate=0.85, pitch=-10, range=-30, volume=0.70, word_gap=2, pause_ms=150, terminal="."),
+    "sad": dict(rate=0.85, pitch=-10, range=-30, volume=0.70, word_gap=2, pause_ms=150, stress=False, terminal="."),
     # Slightly faster, very much higher, much wider, higher intensity, abrupt downward contour.
-    "angry": dict(rate=1.10, pitch=20, range=70, volume=1.40, word_gap=0, pause_ms=0, terminal="!"),
+    "angry": dict(rate=1.10, pitch=30, range=70, volume=1.50, word_gap=0, pause_ms=0, stress=True, terminal="!"),
     # Much faster, very much higher, much wider, normal intensity.
-    "fearful": dict(rate=1.35, pitch=45, range=50, volume=1.00, word_gap=0, pause_ms=0, terminal="."),
+    "fearful": dict(rate=1.35, pitch=45, range=50, volume=1.00, word_gap=0, pause_ms=0, stress=False, terminal="."),
     # Very much slower, very much lower, slightly wider, lower intensity, wide downward terminal inflection.
-    "disgust": dict(rate=0.70, pitch=-20, range=20, volume=0.80, word_gap=1, pause_ms=100, terminal="."),
-    # Not in Murray & Arnott: higher, wide range, rising terminal contour.
-    "surprised": dict(rate=1.05, pitch=30, range=80, volume=1.10, word_gap=0, pause_ms=0, terminal="?"),
+    "disgust": dict(rate=0.70, pitch=-20, range=20, volume=0.80, word_gap=1, pause_ms=100, stress=False, terminal="."),
+    # Not in Murray & Arnott: much higher, wide range, rising terminal contour; not faster, unlike fear.
+    "surprised": dict(rate=1.00, pitch=40, range=80, volume=1.05, word_gap=0, pause_ms=0, stress=False, terminal="?"),
 }
 
 # Twelve distinct espeak-ng voice variants per sex (all shipped with espeak-ng 1.51), shuffled per seed;
@@ -71,7 +72,7 @@ FEMALE_VARIANTS = ("f1", "f2", "f3", "f4", "f5", "Alicia", "Annie", "aunty", "be
 # and how strongly the actor acts (a multiplier on every emotion's deviation), so actors differ as in RAVDESS.
 ACTOR_PITCH = (30, 65)
 ACTOR_RATE = (145, 195)
-ACTOR_AMPLITUDE = (45, 70)
+ACTOR_AMPLITUDE = (36, 56)
 ACTOR_EXPRESSIVENESS = (0.7, 1.3)
 # Per-utterance jitter (standard deviations) so that repetitions differ.
 JITTER_RATE, JITTER_PITCH, JITTER_AMPLITUDE = 0.05, 4.0, 0.08
@@ -96,8 +97,9 @@ def _utterances(n_actors):
 def _actor_voice(seed, actor):
     """The actor's voice variant, base pitch, speed, amplitude and expressiveness, fixed by (seed, actor)."""
     variants = MALE_VARIANTS if actor % 2 else FEMALE_VARIANTS
-    order = np.random.default_rng([seed, actor % 2]).permutation(len(variants))
-    rng = np.random.default_rng([seed, actor])
+    # One random stream per purpose (first key after the seed), so that no two draw the same numbers.
+    order = np.random.default_rng([seed, 0, actor % 2]).permutation(len(variants))
+    rng = np.random.default_rng([seed, 1, actor])
     return {
         "voice": f"{rng.choice(['en-us', 'en'])}+{variants[order[(actor - 1) // 2]]}",
         "pitch": rng.uniform(*ACTOR_PITCH),
@@ -113,7 +115,7 @@ def _espeak_command(espeak, seed, actor, emotion, intensity, statement, repetiti
     prosody = PROSODY[RAVDESS_EMOTIONS[emotion - 1]]
     scale = voice["expressiveness"] * (STRONG_SCALE if intensity == 2 else 1.0)
     # Each utterance gets its own stream so that results do not depend on the order workers run in.
-    rng = np.random.default_rng([seed, actor, emotion, intensity, statement, repetition, 1])
+    rng = np.random.default_rng([seed, 2, actor, emotion, intensity, statement, repetition])
     # Multiplicative controls scale in the log domain so that "x1.8 the deviation" stays symmetric.
     rate = voice["rate"] * prosody["rate"] ** scale * rng.lognormal(0.0, JITTER_RATE)
     amplitude = voice["amplitude"] * prosody["volume"] ** scale * rng.lognormal(0.0, JITTER_AMPLITUDE)
@@ -123,6 +125,8 @@ def _espeak_command(espeak, seed, actor, emotion, intensity, statement, repetiti
     pitch_range = np.clip(prosody["range"] * scale, -90, 100)
     words = STATEMENTS[statement].split()
     pause = round(prosody["pause_ms"] * scale)
+    if prosody["stress"]:
+        words[2] = f"<emphasis>{words[2]}</emphasis>"
     if pause:
         words.insert(3, f'<break time="{pause}ms"/>')
     ssml = (
@@ -139,13 +143,28 @@ def _espeak_command(espeak, seed, actor, emotion, intensity, statement, repetiti
     ]  # fmt: skip
 
 
-def _synthesize_one(espeak, path, command):
+def _speech_bounds(audio, frame=512):
+    """Sample span of the frames within TRIM_TOP_DB of the loudest one, as librosa.effects.trim finds it.
+
+    Done here in numpy because importing librosa.effects costs several seconds per process, more than
+    synthesising a small corpus.
+    """
+    n_frames = len(audio) // frame
+    power = np.square(audio[: n_frames * frame].reshape(n_frames, frame)).mean(axis=1)
+    loud = np.flatnonzero(power > power.max(initial=0.0) * 10 ** (-TRIM_TOP_DB / 10))
+    if loud.size == 0:
+        return 0, len(audio)
+    return loud[0] * frame, min(len(audio), (loud[-1] + 1) * frame)
+
+
+def _synthesize_one(path, command):
     """Run espeak-ng, resample to 16 kHz, trim silence, cap the length and write the wav atomically."""
     result = subprocess.run(command, capture_output=True, check=True)
     audio, rate = sf.read(io.BytesIO(result.stdout), dtype="float32")
-    audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE, res_type="soxr_hq")
+    # soxr (librosa's resampler) called directly: librosa.resample imports scipy.signal, seconds per process.
+    audio = soxr.resample(audio, rate, SAMPLE_RATE, quality="HQ")
     # Keep a short margin around speech: onsets and plosive releases fall below the trim threshold.
-    _, (start, end) = librosa.effects.trim(audio, top_db=TRIM_TOP_DB)
+    start, end = _speech_bounds(audio)
     margin = int(TRIM_MARGIN_SECONDS * SAMPLE_RATE)
     audio = audio[max(0, start - margin) : min(len(audio), end + margin)][: int(MAX_SECONDS * SAMPLE_RATE)]
     # Convert ourselves: libsndfile does not clip float input, and resampling can overshoot full scale.
@@ -169,7 +188,9 @@ def _write_marker(out_dir, content):
     os.replace(tmp, out_dir / MARKER_NAME)
 
 
-def synthesize_demo_corpus(out_dir, seed=0, n_actors=24, workers=None):
+def synthesize_demo_corpus(
+    out_dir: str | os.PathLike, seed: int = 0, n_actors: int = 24, workers: int | None = None
+) -> pathlib.Path:
     """Generate the RAVDESS-shaped demo corpus with espeak-ng, or reuse a complete one.
 
     Writes `Actor_NN/03-01-EE-II-SS-RR-NN.wav` (16 kHz mono 16-bit PCM, silence trimmed, at most 5 s):
@@ -201,6 +222,7 @@ def synthesize_demo_corpus(out_dir, seed=0, n_actors=24, workers=None):
         if present == expected:
             logger.info("Reusing the demo corpus in %s (%d files, seed %d)", out_dir, len(present), seed)
             return out_dir
+        logger.warning("%s has %d of %d files: regenerating", out_dir, len(present & expected), len(expected))
     if present and marker is None:
         # Never overwrite a real RAVDESS copy, which has the very same file names.
         raise RuntimeError(f"{out_dir} holds Actor_*/*.wav files not written by this generator; use another folder")
@@ -213,22 +235,28 @@ def synthesize_demo_corpus(out_dir, seed=0, n_actors=24, workers=None):
     out_dir.mkdir(parents=True, exist_ok=True)
     # Marks the folder as ours before any wav exists, so that a killed run can be regenerated over.
     _write_marker(out_dir, {**wanted, "complete": False})
-    for stale in present - expected:
-        (out_dir / stale).unlink()
+    # Files of an earlier, larger corpus and temporaries of a killed run would otherwise linger.
+    for stale in [*(out_dir / p for p in present - expected), *out_dir.glob("Actor_*/.*.tmp")]:
+        stale.unlink()
     logger.info("Synthesising %d demo files into %s with %s", len(expected), out_dir, espeak)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         # Threads suffice: the work is in espeak-ng subprocesses and in soxr/numpy, which release the GIL.
         futures = [
             pool.submit(
                 _synthesize_one,
-                espeak,
                 out_dir / f"Actor_{u[0]:02d}" / _file_name(*u[1:], u[0]),
                 _espeak_command(espeak, seed, *u),
             )
             for u in utterances
         ]
-        for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="demo corpus"):
-            future.result()
+        try:
+            for future in tqdm(concurrent.futures.as_completed(futures), total=len(futures), desc="demo corpus"):
+                future.result()
+        except BaseException:
+            # Fail (or stop on Ctrl-C) now rather than after the remaining queue has run.
+            for future in futures:
+                future.cancel()
+            raise
     version = subprocess.run([espeak, "--version"], capture_output=True, text=True).stdout.strip()
     _write_marker(out_dir, {**wanted, "complete": True, "espeak_ng": version})
     return out_dir
