@@ -84,6 +84,7 @@ def main(argv=None):
         compute_metrics=make_compute_metrics(label_names),
         callbacks=callbacks,
         uses_attention_mask=uses_attention_mask(feature_extractor),
+        crop_training_batches=data_args.padding == "crop",
     )
 
     train_result = trainer.train(resume_from_checkpoint=resume)

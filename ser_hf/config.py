@@ -13,7 +13,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 CORPORA = ("ravdess", "demo")
-PADDING_MODES = ("max_length", "longest")
+PADDING_MODES = ("max_length", "longest", "crop")
 
 
 def _json_dict(value):
@@ -102,7 +102,9 @@ class DataArguments:
     padding: str = field(
         default="max_length",
         metadata={"help": "Training batches: 'max_length' pads every clip to max_duration_seconds, "
-                  "'longest' to the longest clip in the batch."},
+                  "'longest' to the longest clip in the batch, 'crop' cuts every clip to a random window as long "
+                  "as the batch's shortest clip (no padding at all: for models without an attention mask, "
+                  "which otherwise learn from zeros that the pipeline never gives them)."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate evaluation data (debugging)."})

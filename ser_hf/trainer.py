@@ -16,15 +16,20 @@ class SERTrainer(Trainer):
     - Evaluation of models without an attention mask (group-norm wav2vec2) runs each clip at its own
       length, because zero padding changes what such a model pools: the metrics equal the pipeline's.
 
+    - `crop_training_batches`: training batches are cut to their shortest clip (a random window of each
+      clip) instead of being padded, so a model without an attention mask never trains on zeros.
+
     Args:
         uses_attention_mask: whether the model takes the collator's attention mask.
+        crop_training_batches: crop instead of pad in training (the 'crop' padding mode).
         class_weights: optional tensor of per-class loss weights.
         Everything else goes to `transformers.Trainer`.
     """
 
-    def __init__(self, *args, uses_attention_mask=True, class_weights=None, **kwargs):
+    def __init__(self, *args, uses_attention_mask=True, crop_training_batches=False, class_weights=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.uses_attention_mask = uses_attention_mask
+        self.crop_training_batches = crop_training_batches
         self.class_weights = class_weights
 
     def create_scheduler(self, num_training_steps, optimizer=None):
@@ -63,6 +68,8 @@ class SERTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         attention_mask = inputs.pop("attention_mask", None)
+        if model.training and self.crop_training_batches and attention_mask is not None:
+            inputs, attention_mask = self._crop_to_shortest(inputs, attention_mask)
         if self.uses_attention_mask:
             logits = model(**inputs, attention_mask=attention_mask).logits
         elif model.training or attention_mask is None:
@@ -72,6 +79,16 @@ class SERTrainer(Trainer):
         weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
         loss = F.cross_entropy(logits, labels, weight=weight)
         return (loss, {"logits": logits}) if return_outputs else loss
+
+    @staticmethod
+    def _crop_to_shortest(inputs, attention_mask):
+        (name, values), = inputs.items()
+        lengths = attention_mask.sum(dim=1)
+        shortest = int(lengths.min())
+        # A random window per clip (torch's RNG is seeded by the Trainer, so runs repeat).
+        starts = (torch.rand(len(lengths), device=lengths.device) * (lengths - shortest + 1)).long()
+        windows = starts[:, None] + torch.arange(shortest, device=values.device)[None, :]
+        return {name: torch.gather(values, 1, windows)}, torch.ones_like(windows)
 
     @staticmethod
     def _logits_clip_by_clip(model, inputs, attention_mask):

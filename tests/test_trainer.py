@@ -87,3 +87,22 @@ def test_padding_free_evaluation_matches_single_clip_logits(tmp_path):
         padded_logits = model(input_values=padded).logits
     assert torch.allclose(out["logits"], expected, atol=1e-5)
     assert not torch.allclose(padded_logits[0], expected[0], atol=1e-3)  # why the clip-by-clip path exists
+
+
+def test_crop_mode_trains_on_windows_of_real_audio_only(tmp_path):
+    trainer = _trainer(tmp_path)
+    values = torch.zeros(3, 10)
+    values[0, :4] = torch.tensor([1.0, 2, 3, 4])
+    values[1, :10] = torch.arange(10, 20, dtype=torch.float32)
+    values[2, :6] = torch.arange(30, 36, dtype=torch.float32)
+    mask = (values != 0).long()
+    seen = set()
+    for _ in range(30):
+        cropped, cropped_mask = trainer._crop_to_shortest({"input_values": values}, mask)
+        windows = cropped["input_values"]
+        assert windows.shape == (3, 4) and torch.all(cropped_mask == 1)
+        assert torch.equal(windows[0], values[0, :4])  # the shortest clip is kept whole
+        assert torch.all(windows != 0)  # no padding reaches the model
+        assert torch.all(windows[1, 1:] - windows[1, :-1] == 1)  # contiguous windows
+        seen.add(int(windows[1, 0]))
+    assert len(seen) > 1  # random windows, not always the start
