@@ -45,10 +45,11 @@ def main(argv=None):
     config_path = argv.pop(0) if argv and argv[0].endswith((".yaml", ".yml")) else None
     model_args, data_args, training_args = parse_config(config_path, argv)
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    log_level = training_args.get_process_log_level()
-    for lib_logger in (logger, logging.getLogger("ser_hf"), datasets.utils.logging, transformers.utils.logging):
-        lib_logger.setLevel(log_level) if isinstance(lib_logger, logging.Logger) else lib_logger.set_verbosity(log_level)
+    # Our own messages (splits, counts, skipped files) on the main process; libraries at the Trainer's level.
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
+    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
 
     resume = training_args.resume_from_checkpoint

@@ -106,7 +106,7 @@ def test_push_uploads_exactly_the_listed_files_and_never_shows_the_token(
 ):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     monkeypatch.setattr(hub, "get_token", lambda: SECRET)
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="ser_hf")
 
     url = hub.push_output_dir(output_dir, "ser-demo", private=True)
 
