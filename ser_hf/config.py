@@ -127,7 +127,7 @@ class SERTrainingArguments(TrainingArguments):
     """
 
     early_stopping_patience: int | None = field(
-        default=None, metadata={"help": "Stop after this many evaluations without improvement. null: no early stop."}
+        default=None, metadata={"help": "Stop after this many evaluations without improvement. 0 or null: no early stop."}
     )
     early_stopping_threshold: float = field(
         default=0.0, metadata={"help": "Minimum improvement of metric_for_best_model that resets the patience."}

@@ -107,3 +107,33 @@ def test_predict_cli_prints_emotions_and_writes_csv(trained, ravdess_tree, tmp_p
         row = next(csv.DictReader(handle))
     assert row["label"] in {"neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"}
     assert len(row["top_k"].split(";")) == 2
+
+
+def test_run_sh_ravdess_fine_tunes_a_pretrained_folder(ravdess_tree, tmp_path):
+    # The user's command, end to end: run.sh -> ravdess.yaml -> from_pretrained (a local tiny encoder stands in
+    # for facebook/wav2vec2-base, which cannot be downloaded here) with the feature encoder frozen.
+    from ser_hf.config import ModelArguments
+    from ser_hf.modeling import build_model
+
+    encoder_dir = tmp_path / "tiny-wav2vec2"
+    encoder, feature_extractor = build_model(
+        ModelArguments(model_name_or_path=None, model_type="wav2vec2", model_config_overrides=dict(TINY_ENCODER)),
+        {0: "x", 1: "y"}, {"x": 0, "y": 1})
+    encoder.save_pretrained(encoder_dir)
+    feature_extractor.save_pretrained(encoder_dir)
+    output_dir = tmp_path / "out"
+    proc = subprocess.run(
+        ["bash", str(ROOT / "run.sh"), "ravdess", "--data_dir", str(ravdess_tree), "--download", "false",
+         "--model_name_or_path", str(encoder_dir), "--output_dir", str(output_dir), "--n_folds", "4", "--fold", "1",
+         "--max_steps", "3", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
+         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
+         "--early_stopping_patience", "0", "--dataloader_num_workers", "0", "--report_to", "none",
+         "--use_cpu", "true", "--max_duration_seconds", "1.0"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "validation" in proc.stdout and "UA" in proc.stdout
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["id2label"]["0"] == "neutral"
+    card = (output_dir / "README.md").read_text()
+    assert "bash run.sh ravdess" in card  # the command the user typed is on the card
+    assert f"base_model: {encoder_dir}" not in card  # a local path is no Hub base model
