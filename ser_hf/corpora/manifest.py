@@ -1,0 +1,404 @@
+"""Bring-your-own corpus: manifests, audiofolder trees, Hub datasets and the user's own splits.
+
+Every loader here reaches the row format of the corpus loaders: `{"path": absolute str,
+"label": str, "speaker": str | None (only when the source has a speaker column), ...extra columns}`,
+so the rest of the pipeline (validation scan, splits, Dataset) does not care where rows came from.
+
+Speaker independence cannot be checked without speakers: loaders that lack a speaker column say
+loudly that results may measure speaker recognition rather than emotion.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma", ".webm")
+_MANIFEST_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+_SHOW = 10  # how many offending items an error message lists before "... and N more"
+_RAVDESS_ACTOR_DIR = re.compile(r"^Actor_\d\d$")
+_LEAK_WARNING = (
+    "Results may leak speakers: a speaker whose clips are in both training and evaluation makes the model "
+    "look better than it is on new voices (it partly measures speaker recognition)."
+)
+
+
+def _sample(items, n: int = _SHOW) -> str:
+    items = list(items)
+    text = ", ".join(str(i) for i in items[:n])
+    return text + (f" ... and {len(items) - n} more" if len(items) > n else "")
+
+
+def _read_records(path: Path) -> tuple[list[dict], list[str]]:
+    """Read a CSV / TSV / JSON-lines file into (records, columns), each record with its line number."""
+    fmt = _MANIFEST_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"Unsupported manifest {path}: expected .csv, .tsv, .jsonl or .json (one object per line)")
+    records: list[dict] = []
+    if fmt in ("csv", "tsv"):
+        # utf-8-sig: spreadsheets often save a BOM that would otherwise glue onto the first column name.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, delimiter="," if fmt == "csv" else "\t")
+            columns = [c for c in reader.fieldnames or []]
+            for line, record in enumerate(reader, start=2):
+                if not any((v or "").strip() for v in record.values() if isinstance(v, str)):
+                    continue  # blank line
+                records.append({"__line__": line, **{k: v for k, v in record.items() if k is not None}})
+        return records, columns
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
+        # A JSON array is unambiguous and common enough to accept alongside JSON lines.
+        data = json.loads(text)
+        items = list(enumerate(data, start=1))
+    else:
+        items = []
+        for line, raw in enumerate(text.splitlines(), start=1):
+            if raw.strip():
+                try:
+                    items.append((line, json.loads(raw)))
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{path} line {line} is not a JSON object ({err.msg})") from None
+    columns: list[str] = []
+    for line, item in items:
+        if not isinstance(item, dict):
+            raise ValueError(f"{path} line {line}: expected a JSON object, got {type(item).__name__}")
+        for key in item:
+            if key not in columns:
+                columns.append(key)
+        records.append({"__line__": line, **item})
+    return records, columns
+
+
+def load_manifest(
+    path: str | os.PathLike,
+    path_column: str = "path",
+    label_column: str = "label",
+    speaker_column: str | None = "speaker",
+) -> list[dict]:
+    """Load a manifest listing audio files with their labels (and optionally speakers).
+
+    Args:
+        path: a .csv, .tsv, or .jsonl / .json file (one JSON object per line; a JSON array also works).
+        path_column: column with the audio path; relative paths resolve against the manifest's folder.
+        label_column: column with the emotion label (stored as a string).
+        speaker_column: column with the speaker id; optional in the file. None ignores speakers.
+
+    Returns:
+        One row per record, in file order: `"path"` (absolute str), `"label"` (str), `"speaker"`
+        (str, or None where a record leaves it empty) only when the file has the speaker column,
+        plus every other column unchanged. The source path/label/speaker columns are renamed, not
+        duplicated.
+
+    Raises:
+        ValueError: unsupported format, empty manifest, a required column missing (the message names
+            the file, the column and the columns present), or empty path/label values.
+        FileNotFoundError: the manifest, or any audio file it lists (all missing files are
+            reported together: the first 10 and the count).
+    """
+    manifest = Path(path).expanduser().resolve()
+    if not manifest.is_file():
+        raise FileNotFoundError(f"Manifest {manifest} does not exist")
+    records, columns = _read_records(manifest)
+    missing_columns = [c for c in (path_column, label_column) if c not in columns]
+    if missing_columns:
+        raise ValueError(
+            f"Manifest {manifest} has no column {' or '.join(repr(c) for c in missing_columns)}; "
+            f"columns present: {', '.join(map(repr, columns)) or 'none'}. "
+            "Rename the column or pass path_column= / label_column= (--path_column / --label_column)."
+        )
+    if not records:
+        raise ValueError(f"Manifest {manifest} lists no audio files")
+    has_speaker = speaker_column is not None and speaker_column in columns
+    base = manifest.parent
+    rows, empty, missing_files = [], [], []
+    for record in records:
+        line = record.pop("__line__")
+        audio, label = record.get(path_column), record.get(label_column)
+        if audio is None or str(audio).strip() == "" or label is None or str(label).strip() == "":
+            empty.append(line)
+            continue
+        resolved = (base / Path(str(audio).strip()).expanduser()).resolve()
+        if not resolved.is_file():
+            missing_files.append(str(resolved))
+        row = {k: v for k, v in record.items() if k not in (path_column, label_column, speaker_column)}
+        row["path"] = str(resolved)
+        row["label"] = str(label).strip()
+        if has_speaker:
+            speaker = record.get(speaker_column)
+            row["speaker"] = None if speaker is None or str(speaker).strip() == "" else str(speaker).strip()
+        rows.append(row)
+    if empty:
+        raise ValueError(
+            f"Manifest {manifest}: empty {path_column!r} or {label_column!r} on line(s) {_sample(empty)}"
+        )
+    if missing_files:
+        # All at once: fixing a manifest one error per run is slow.
+        raise FileNotFoundError(
+            f"{len(missing_files)} of the {len(rows)} audio files listed in {manifest} do not exist "
+            f"(relative paths resolve against {base}): {_sample(missing_files)}"
+        )
+    n_labels = len({row["label"] for row in rows})
+    if has_speaker:
+        n_speakers = len({row["speaker"] for row in rows if row["speaker"] is not None})
+        logger.info("Loaded %d clips, %d labels, %d speakers from %s", len(rows), n_labels, n_speakers, manifest)
+    else:
+        logger.info("Loaded %d clips, %d labels, no speaker column from %s", len(rows), n_labels, manifest)
+    return rows
+
+
+def labels_from_rows(rows: list[dict], label_key: str = "label") -> list[str]:
+    """The label set of rows: sorted unique names (so ids do not depend on row order).
+
+    Args:
+        rows: metadata rows.
+        label_key: the row key holding the label.
+
+    Returns:
+        Sorted unique labels.
+    """
+    return sorted({row[label_key] for row in rows}, key=str)
+
+
+def _looks_like_ravdess(root: Path) -> bool:
+    return any(p.is_dir() and _RAVDESS_ACTOR_DIR.match(p.name) for p in root.iterdir())
+
+
+def load_audiofolder(data_dir: str | os.PathLike) -> list[dict]:
+    """Load a tree in the `datasets` audiofolder convention.
+
+    With `metadata.csv` (or `metadata.jsonl`) at the top: columns `file_name` (relative to that
+    folder), `label`, optional `speaker`, any others kept. Without it, the label is the name of each
+    file's parent folder (`data_dir/angry/x.wav` -> "angry"), as `load_dataset("audiofolder")` does.
+
+    Args:
+        data_dir: the audiofolder root.
+
+    Returns:
+        Rows as from `load_manifest` (no "speaker" key when labels come from folder names).
+
+    Raises:
+        FileNotFoundError: `data_dir` missing, no audio files, or listed files missing.
+        ValueError: no metadata file and the tree looks like RAVDESS (Actor_XX folders would become
+            the labels), or audio files sit directly in `data_dir` with no folder to name them.
+    """
+    root = Path(data_dir).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"Audio folder {root} does not exist")
+    for name in ("metadata.csv", "metadata.jsonl"):
+        if (root / name).is_file():
+            return load_manifest(root / name, path_column="file_name", label_column="label", speaker_column="speaker")
+    if _looks_like_ravdess(root):
+        raise ValueError(
+            f"{root} has Actor_XX folders and no metadata.csv: as an audiofolder it would be labelled by actor, "
+            "not by emotion. It looks like RAVDESS: use `--corpus ravdess`, which reads the emotion from the file "
+            "names. (Or add a metadata.csv with file_name,label columns.)"
+        )
+    rows, loose = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+        for filename in sorted(filenames):
+            path = Path(dirpath) / filename
+            if filename.startswith(".") or path.suffix.lower() not in AUDIO_EXTENSIONS:
+                continue
+            if path.parent == root:
+                loose.append(filename)
+            else:
+                rows.append({"path": str(path), "label": path.parent.name})
+    if loose:
+        raise ValueError(
+            f"{root} has audio files directly inside it ({_sample(loose, 3)}) and no metadata.csv, so they have no "
+            "label. Put each class in its own folder (data_dir/<label>/*.wav) or add a metadata.csv "
+            "(columns file_name,label[,speaker])."
+        )
+    if not rows:
+        raise FileNotFoundError(f"No audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+    counts = Counter(row["label"] for row in rows)
+    logger.info(
+        "No metadata.csv in %s: labels are the parent folder names (%s); no speaker information.",
+        root, ", ".join(f"{label}: {n}" for label, n in sorted(counts.items())),
+    )
+    return rows
+
+
+def load_hub_dataset(
+    name: str,
+    split: str | None = None,
+    audio_column: str = "audio",
+    label_column: str = "label",
+    speaker_column: str | None = None,
+    **kwargs,
+):
+    """Load a dataset from the Hub (or a local folder) and find its label names.
+
+    `name` is passed to `datasets.load_dataset` (a Hub id, or a builder such as "audiofolder" with
+    `data_dir=`), except that a folder written by `Dataset.save_to_disk` is read with
+    `datasets.load_from_disk`. Audio is not decoded here.
+
+    Args:
+        name: Hub dataset id, builder name, or `save_to_disk` folder.
+        split: split to load; None loads all splits (a `DatasetDict`).
+        audio_column: column holding the audio.
+        label_column: column holding the label.
+        speaker_column: column holding the speaker id, or None (a warning says speakers may leak).
+        **kwargs: passed to `load_dataset` (e.g. `data_dir`, `revision`, `name` of a config as `config_name`).
+
+    Returns:
+        `(dataset, label_names)`: the `Dataset` / `DatasetDict`, and the label names in id order:
+        from the `ClassLabel` feature when the label column has one, otherwise sorted unique values.
+
+    Raises:
+        ValueError: a named column is missing (the message lists the columns present), or `split`
+            is not in a `save_to_disk` DatasetDict.
+    """
+    import datasets  # imported here so that manifest loading works without the datasets stack
+
+    local = Path(name).expanduser()
+    if local.is_dir() and ((local / "state.json").is_file() or (local / "dataset_dict.json").is_file()):
+        dataset = datasets.load_from_disk(str(local))
+        if split is not None and isinstance(dataset, datasets.DatasetDict):
+            if split not in dataset:
+                raise ValueError(f"{local} has splits {list(dataset)}, not {split!r}")
+            dataset = dataset[split]
+    else:
+        if "config_name" in kwargs:
+            kwargs["name"] = kwargs.pop("config_name")
+        dataset = datasets.load_dataset(name, split=split, **kwargs)
+    parts = dataset.values() if isinstance(dataset, datasets.DatasetDict) else [dataset]
+    for part in parts:
+        for column in (audio_column, label_column, speaker_column):
+            if column is not None and column not in part.column_names:
+                raise ValueError(
+                    f"Dataset {name!r} has no column {column!r}; columns present: {', '.join(part.column_names)}"
+                )
+    first = next(iter(parts))
+    feature = first.features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        label_names = list(feature.names)
+    else:
+        values = set()
+        for part in parts:
+            values.update(str(v) for v in part[label_column])
+        label_names = sorted(values)
+    if speaker_column is None:
+        logger.warning("No speaker column given for %s. %s", name, _LEAK_WARNING)
+    logger.info("Loaded %s: %s; labels %s", name, dataset, label_names)
+    return dataset, label_names
+
+
+def load_user_splits(
+    train: str | os.PathLike,
+    validation: str | os.PathLike,
+    test: str | os.PathLike | None = None,
+    path_column: str = "path",
+    label_column: str = "label",
+    speaker_column: str | None = "speaker",
+) -> dict[str, list[dict]]:
+    """Load the user's own train / validation (/ test) manifests, e.g. train.csv, valid.csv, test.csv.
+
+    The label set is the TRAIN split's (sorted unique, `labels_from_rows(splits["train"])`): a model
+    cannot learn a class it never sees, so evaluation labels outside it are an error. The split is the
+    user's: a speaker in several splits is reported (it leaks), not fixed.
+
+    Args:
+        train: training manifest (see `load_manifest` for formats).
+        validation: validation manifest.
+        test: optional test manifest.
+        path_column: audio path column in every manifest.
+        label_column: label column in every manifest.
+        speaker_column: speaker column (optional in the files; None ignores it).
+
+    Returns:
+        `{"train": rows, "validation": rows}` plus `"test"` when given.
+
+    Raises:
+        ValueError: labels in validation/test that train lacks (named, with the split), or the
+            errors of `load_manifest`.
+        FileNotFoundError: see `load_manifest`.
+    """
+    sources = {"train": train, "validation": validation}
+    if test is not None:
+        sources["test"] = test
+    splits = {
+        split: load_manifest(path, path_column=path_column, label_column=label_column, speaker_column=speaker_column)
+        for split, path in sources.items()
+    }
+    labels = set(labels_from_rows(splits["train"]))
+    for split, rows in splits.items():
+        unknown = sorted({row["label"] for row in rows} - labels)
+        if unknown:
+            raise ValueError(
+                f"The {split} split ({sources[split]}) has label(s) {', '.join(map(repr, unknown))} that the train "
+                f"split ({train}) does not have; train labels: {', '.join(sorted(labels))}. "
+                "The label set comes from the train split."
+            )
+    without = [split for split, rows in splits.items() if not rows or "speaker" not in rows[0]]
+    if without:
+        logger.warning(
+            "No speaker column %r in the %s split(s): speaker independence cannot be checked. %s",
+            speaker_column, ", ".join(without), _LEAK_WARNING,
+        )
+    names = list(splits)
+    speakers = {
+        split: {row["speaker"] for row in rows if row.get("speaker") is not None} for split, rows in splits.items()
+    }
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = sorted(speakers[first] & speakers[second])
+            if shared:
+                logger.warning(
+                    "%d speaker(s) appear in both the %s and %s splits: %s. %s This is your split; it is used as given.",
+                    len(shared), first, second, _sample(shared), _LEAK_WARNING,
+                )
+    logger.info(
+        "User splits: %s; %d labels from train",
+        ", ".join(f"{split} {len(rows)} clips" for split, rows in splits.items()), len(labels),
+    )
+    return splits
+
+
+def stratified_split(
+    rows: list[dict], eval_fraction: float = 0.2, seed: int = 0, label_key: str = "label"
+) -> dict[str, list[dict]]:
+    """Random split keeping class proportions: the fallback when rows have no speakers.
+
+    Clips of one speaker end up on both sides, so the evaluation is not speaker-independent; use
+    `ser_hf.splits` folds whenever a speaker column exists.
+
+    Args:
+        rows: metadata rows.
+        eval_fraction: fraction of rows in the validation split, in (0, 1).
+        seed: random seed (same seed, same split).
+        label_key: the row key holding the label.
+
+    Returns:
+        `{"train": rows, "validation": rows}`, each in the input order.
+
+    Raises:
+        ValueError: eval_fraction outside (0, 1), or a class too small to appear on both sides.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
+    labels = [row[label_key] for row in rows]
+    small = sorted(label for label, n in Counter(labels).items() if n < 2)
+    if small:
+        raise ValueError(f"Classes with fewer than 2 clips cannot be split with stratification: {_sample(small)}")
+    logger.warning(
+        "Random stratified split (%.0f%% validation, seed %d) without speaker information. %s",
+        100 * eval_fraction, seed, _LEAK_WARNING,
+    )
+    try:
+        train_idx, eval_idx = train_test_split(
+            list(range(len(rows))), test_size=eval_fraction, random_state=seed, stratify=labels
+        )
+    except ValueError as err:
+        raise ValueError(f"Cannot split {len(rows)} clips with stratification at eval_fraction={eval_fraction}: {err}") from err
+    return {"train": [rows[i] for i in sorted(train_idx)], "validation": [rows[i] for i in sorted(eval_idx)]}
