@@ -21,13 +21,13 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ser_hf.audio import AudioCollator
 from ser_hf.config import parse_config
-from ser_hf.data import CORPUS_INFO, build_datasets, load_corpus, split_corpus
+from ser_hf.data import build_datasets, class_counts_markdown, exclude_bad_audio, prepare_splits
 from ser_hf.hub import push_output_dir
 from ser_hf.labels import label_maps
 from ser_hf.metrics import make_compute_metrics
 from ser_hf.modeling import build_model, uses_attention_mask
 from ser_hf.reporting import (
-    ModelCardInfo,
+    card_info,
     command_line,
     evaluate_split,
     results_table,
@@ -35,6 +35,7 @@ from ser_hf.reporting import (
     write_reports,
 )
 from ser_hf.trainer import SERTrainer
+from ser_hf.validation import report_markdown
 
 logger = logging.getLogger("ser_hf")
 
@@ -58,10 +59,11 @@ def main(argv=None):
         logger.info("Resuming from %s", resume or "scratch (no checkpoint found)")
 
     # Data: the main process downloads or generates the corpus, the others wait and reuse it.
-    with training_args.main_process_first(desc="corpus preparation"):
-        rows = load_corpus(data_args)
-    splits, folds = split_corpus(rows, data_args)
-    label_names = list(CORPUS_INFO[data_args.corpus]["labels"])
+    with training_args.main_process_first(desc="corpus preparation and audio scan"):
+        splits, label_names, (split_name, split_protocol) = prepare_splits(data_args)
+        splits, data_report = exclude_bad_audio(splits, data_args, training_args.output_dir)
+    class_counts = class_counts_markdown(splits, label_names)
+    logger.info("Clips per class and split:\n%s", class_counts)
     id2label, label2id = label_maps(label_names)
 
     model, feature_extractor = build_model(model_args, id2label, label2id)
@@ -100,24 +102,9 @@ def main(argv=None):
     if trainer.is_world_process_zero():
         for split, rows in predictions.items():
             write_predictions_csv(rows, Path(training_args.output_dir) / f"predictions_{split}.csv", data_args.data_dir)
-        info = CORPUS_INFO[data_args.corpus]
-        card = ModelCardInfo(
-            model_id=training_args.hub_model_id or Path(training_args.output_dir).name,
-            base_model=model_args.model_name_or_path,
-            dataset_name=info["name"],
-            dataset_id=info["dataset_id"],
-            dataset_license=info["license"],
-            label_names=label_names,
-            metrics={},
-            split_name=f"validation (fold {data_args.fold}: {', '.join(folds[data_args.fold])})",
-            split_description=(f"Speaker-independent: {data_args.n_folds} folds of speakers, fold {data_args.fold} "
-                               f"held out for validation" + (f", fold {data_args.test_fold} for test" if data_args.test_fold is not None else "")
-                               + "; no speaker appears in two splits."),
-            command=command,
-            hyperparameters=_hyperparameters(model_args, data_args, training_args),
-            num_train_examples=len(data["train"]),
-            num_eval_examples=len(data["validation"]),
-        )
+        card = card_info(model_args, data_args, training_args, label_names, split_name, split_protocol,
+                         num_train=len(data["train"]), num_eval=len(data["validation"]), command=command,
+                         data_markdown=f"Clips per class and split:\n\n{class_counts}\n\n{report_markdown(data_report)}")
         write_reports(training_args.output_dir, results, label_names, trainer.state.log_history, card)
         print(results_table(results, training_args.output_dir))
         if push_to_hub:
@@ -125,27 +112,6 @@ def main(argv=None):
                                   private=bool(training_args.hub_private_repo))
             logger.info("Pushed to %s", url)
     return results
-
-
-def _hyperparameters(model_args, data_args, training_args):
-    return {
-        "model": model_args.model_name_or_path or f"{model_args.model_type} (random init)",
-        "learning_rate": training_args.learning_rate,
-        "lr_scheduler_type": str(training_args.lr_scheduler_type.value if hasattr(training_args.lr_scheduler_type, "value") else training_args.lr_scheduler_type),
-        "warmup_steps": training_args.warmup_steps,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-        "num_train_epochs": training_args.num_train_epochs,
-        "max_steps": training_args.max_steps,
-        "seed": training_args.seed,
-        "max_duration_seconds": data_args.max_duration_seconds,
-        "padding": data_args.padding,
-        "freeze_feature_encoder": model_args.freeze_feature_encoder,
-        "freeze_encoder_layers": model_args.freeze_encoder_layers,
-        "freeze_encoder": model_args.freeze_encoder,
-        "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
-        "metric_for_best_model": training_args.metric_for_best_model,
-    }
 
 
 if __name__ == "__main__":

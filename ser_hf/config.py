@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-CORPORA = ("ravdess", "demo")
+CORPORA = ("ravdess", "demo", "cremad", "manifest", "audiofolder")
 PADDING_MODES = ("max_length", "longest", "crop")
 
 
@@ -77,11 +77,24 @@ class ModelArguments:
 class DataArguments:
     """Which corpus, which speaker fold, and how clips are cut and padded."""
 
-    corpus: str = field(default="ravdess", metadata={"help": f"One of {', '.join(CORPORA)}."})
+    corpus: str = field(
+        default="ravdess",
+        metadata={"help": f"One of {', '.join(CORPORA)}. 'manifest': a CSV/TSV/JSONL with path, label and optional "
+                  "speaker columns (--manifest); 'audiofolder': a folder with metadata.csv (file_name, label, "
+                  "optional speaker)."},
+    )
     data_dir: str = field(
         default="data/ravdess",
-        metadata={"help": "Corpus folder. RAVDESS: downloaded and extracted here when missing; demo: generated here."},
+        metadata={"help": "Corpus folder. RAVDESS: downloaded and extracted here when missing; demo: generated here; "
+                  "CREMA-D: a git-lfs clone (or its AudioWAV folder)."},
     )
+    labels: int = field(default=21, metadata={"help": "CREMA-D label set: 21 (emotion x intensity) or 6 (emotion)."})
+    manifest: str | None = field(default=None, metadata={"help": "corpus=manifest: the manifest file."})
+    train_manifest: str | None = field(
+        default=None, metadata={"help": "Your own split: train CSV (path, label[, speaker]); labels come from it."}
+    )
+    validation_manifest: str | None = field(default=None, metadata={"help": "Your own split: validation CSV."})
+    test_manifest: str | None = field(default=None, metadata={"help": "Your own split: optional test CSV."})
     download: bool = field(default=True, metadata={"help": "Download the corpus when data_dir does not hold it."})
     n_folds: int = field(default=6, metadata={"help": "Speaker folds (RAVDESS: 6 folds of 4 actors)."})
     fold: int = field(default=0, metadata={"help": "Fold held out for evaluation (validation), 0-based."})
@@ -109,10 +122,23 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate evaluation data (debugging)."})
     demo_seed: int = field(default=0, metadata={"help": "Seed of the synthetic demo corpus."})
+    max_audio_seconds: float | None = field(
+        default=30.0, metadata={"help": "The audio scan excludes longer files as suspicious (null: no limit)."}
+    )
+    strict: bool = field(
+        default=False, metadata={"help": "Stop before training when the audio scan finds any bad file."}
+    )
+    scan_workers: int | None = field(default=None, metadata={"help": "Processes for the audio scan (default: all cores)."})
 
     def __post_init__(self):
         if self.corpus not in CORPORA:
             raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
+        if self.labels not in (21, 6):
+            raise ValueError(f"labels must be 21 or 6 (CREMA-D), got {self.labels}")
+        if self.corpus == "manifest" and not (self.manifest or self.train_manifest):
+            raise ValueError("corpus=manifest needs --manifest FILE or --train_manifest/--validation_manifest")
+        if bool(self.train_manifest) != bool(self.validation_manifest):
+            raise ValueError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
         if self.padding not in PADDING_MODES:
             raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
 

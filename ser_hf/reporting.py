@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ser_hf.data import CORPUS_INFO
 from ser_hf.metrics import compute_ser_metrics
 from ser_hf.model_card import ModelCardInfo, write_model_card
 from ser_hf.plots import plot_confusion_matrix, plot_per_class_recall, plot_training_curves
@@ -94,6 +95,47 @@ def write_reports(output_dir, results, label_names, log_history, card_info):
     return write_model_card(output_dir, card_info)
 
 
+def card_info(model_args, data_args, training_args, label_names, split_name, split_protocol, num_train, num_eval,
+              command, data_markdown):
+    """Everything the model card needs except the metrics and plots (filled by `write_reports`)."""
+    corpus = CORPUS_INFO[data_args.corpus]
+    scheduler = getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)
+    hyperparameters = {
+        "model": model_args.model_name_or_path or f"{model_args.model_type} (random init)",
+        "learning_rate": training_args.learning_rate,
+        "lr_scheduler_type": scheduler,
+        "warmup_steps": training_args.warmup_steps,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "num_train_epochs": training_args.num_train_epochs,
+        "max_steps": training_args.max_steps,
+        "seed": training_args.seed,
+        "max_duration_seconds": data_args.max_duration_seconds,
+        "padding": data_args.padding,
+        "freeze_feature_encoder": model_args.freeze_feature_encoder,
+        "freeze_encoder_layers": model_args.freeze_encoder_layers,
+        "freeze_encoder": model_args.freeze_encoder,
+        "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
+        "metric_for_best_model": training_args.metric_for_best_model,
+    }
+    return ModelCardInfo(
+        model_id=training_args.hub_model_id or Path(training_args.output_dir).name,
+        base_model=model_args.model_name_or_path,
+        dataset_name=corpus["name"],
+        dataset_id=corpus["dataset_id"],
+        dataset_license=corpus["license"],
+        label_names=label_names,
+        metrics={},
+        split_name=split_name,
+        split_description=split_protocol,
+        command=command,
+        hyperparameters=hyperparameters,
+        num_train_examples=num_train,
+        num_eval_examples=num_eval,
+        data_report=data_markdown,
+    )
+
+
 def results_table(results, output_dir):
     """A short plain-text table for the end of a run."""
     lines = [f"{'split':<12}{'UA':>8}{'WA':>8}{'macro-F1':>10}{'clips':>7}"]
@@ -105,5 +147,5 @@ def results_table(results, output_dir):
     return "\n".join(lines)
 
 
-__all__ = ["ModelCardInfo", "RESULTS_FILE", "command_line", "evaluate_split", "results_table", "write_predictions_csv",
+__all__ = ["ModelCardInfo", "card_info", "RESULTS_FILE", "command_line", "evaluate_split", "results_table", "write_predictions_csv",
            "write_reports"]
