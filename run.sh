@@ -4,6 +4,8 @@
 #   bash run.sh setup                      create .venv, install requirements and system packages
 #   bash run.sh demo [--field value ...]   offline demo: synthetic corpus, small model on CPU, checkpoint, pipeline
 #   bash run.sh ravdess [--data_dir DIR] [--field value ...]   the RAVDESS recipe (wav2vec2-base; a GPU job)
+#   bash run.sh cremad [--data_dir DIR] [--labels 21|6] [--field value ...]   the CREMA-D recipe
+#   bash run.sh train CONFIG.yaml [--field value ...]   any config, e.g. your own corpus (recipes/configs/custom.yaml)
 #   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv]
 #   bash run.sh test [pytest args]         the whole test suite, offline
 #
@@ -87,6 +89,21 @@ case "$cmd" in
     setup
     "$PY" recipes/finetune.py recipes/configs/ravdess.yaml "$@"
     ;;
+  cremad)
+    setup
+    config=recipes/configs/cremad21.yaml
+    prev=""
+    for arg in "$@"; do
+      { [ "$prev" = --labels ] && [ "$arg" = 6 ]; } || [ "$arg" = --labels=6 ] && config=recipes/configs/cremad6.yaml
+      prev=$arg
+    done
+    "$PY" recipes/finetune.py "$config" "$@"
+    ;;
+  train)
+    setup
+    [ $# -gt 0 ] || { log "usage: bash run.sh train CONFIG.yaml [--field value ...]"; exit 2; }
+    "$PY" recipes/finetune.py "$@"
+    ;;
   predict)
     setup
     "$PY" recipes/predict.py "$@"
@@ -97,9 +114,9 @@ case "$cmd" in
     "$PY" -m pytest tests "$@"
     ;;
   help|-h|--help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
-    log "unknown command '$cmd'"; sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2
+    log "unknown command '$cmd'"; sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2
     ;;
 esac
