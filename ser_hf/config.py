@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-CORPORA = ("ravdess", "demo", "cremad", "manifest", "audiofolder")
+CORPORA = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
 PADDING_MODES = ("max_length", "longest", "crop")
 
 
@@ -81,7 +81,7 @@ class DataArguments:
         default="ravdess",
         metadata={"help": f"One of {', '.join(CORPORA)}. 'manifest': a CSV/TSV/JSONL with path, label and optional "
                   "speaker columns (--manifest); 'audiofolder': a folder with metadata.csv (file_name, label, "
-                  "optional speaker)."},
+                  "optional speaker); 'hub': a Hub dataset (--dataset_name) with audio and label columns."},
     )
     data_dir: str = field(
         default="data/ravdess",
@@ -95,6 +95,14 @@ class DataArguments:
     )
     validation_manifest: str | None = field(default=None, metadata={"help": "Your own split: validation CSV."})
     test_manifest: str | None = field(default=None, metadata={"help": "Your own split: optional test CSV."})
+    dataset_name: str | None = field(default=None, metadata={"help": "corpus=hub: the dataset id (or a local folder)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "corpus=hub: the dataset's config."})
+    dataset_split: str = field(default="train", metadata={"help": "corpus=hub: the split holding the corpus."})
+    audio_column: str = field(default="audio", metadata={"help": "corpus=hub: the audio column."})
+    label_column: str = field(default="label", metadata={"help": "corpus=hub: the label column."})
+    speaker_column: str | None = field(
+        default=None, metadata={"help": "corpus=hub: the speaker column (without one, speakers may leak)."}
+    )
     download: bool = field(default=True, metadata={"help": "Download the corpus when data_dir does not hold it."})
     n_folds: int = field(default=6, metadata={"help": "Speaker folds (RAVDESS: 6 folds of 4 actors)."})
     fold: int = field(default=0, metadata={"help": "Fold held out for evaluation (validation), 0-based."})
@@ -137,6 +145,8 @@ class DataArguments:
             raise ValueError(f"labels must be 21 or 6 (CREMA-D), got {self.labels}")
         if self.corpus == "manifest" and not (self.manifest or self.train_manifest):
             raise ValueError("corpus=manifest needs --manifest FILE or --train_manifest/--validation_manifest")
+        if self.corpus == "hub" and not self.dataset_name:
+            raise ValueError("corpus=hub needs --dataset_name")
         if bool(self.train_manifest) != bool(self.validation_manifest):
             raise ValueError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
         if self.padding not in PADDING_MODES:

@@ -20,6 +20,7 @@ CORPUS_INFO = {
     "cremad": {"name": "CREMA-D", "dataset_id": None, "license": "odbl"},
     "manifest": {"name": "user corpus (manifest)", "dataset_id": None, "license": "other"},
     "audiofolder": {"name": "user corpus (audiofolder)", "dataset_id": None, "license": "other"},
+    "hub": {"name": "Hub dataset", "dataset_id": None, "license": "other"},
 }
 
 
@@ -48,8 +49,13 @@ def load_corpus(data_args):
         from ser_hf.corpora.cremad import cremad_labels, load_cremad
 
         return load_cremad(data_args.data_dir, labels=data_args.labels), list(cremad_labels(data_args.labels))
-    from ser_hf.corpora.manifest import labels_from_rows, load_audiofolder, load_manifest
+    from ser_hf.corpora.manifest import hub_dataset_rows, labels_from_rows, load_audiofolder, load_manifest
 
+    if data_args.corpus == "hub":
+        extra = {"config_name": data_args.dataset_config_name} if data_args.dataset_config_name else {}
+        return hub_dataset_rows(data_args.dataset_name, Path(data_args.data_dir) / "hub_audio",
+                                split=data_args.dataset_split, audio_column=data_args.audio_column,
+                                label_column=data_args.label_column, speaker_column=data_args.speaker_column, **extra)
     rows = load_manifest(data_args.manifest) if data_args.corpus == "manifest" else load_audiofolder(data_args.data_dir)
     return rows, labels_from_rows(rows)
 

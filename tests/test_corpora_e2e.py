@@ -164,3 +164,25 @@ def test_user_split_trains_with_labels_from_training(tmp_path):
     config = json.loads((output_dir / "config.json").read_text())
     assert len(config["id2label"]) == 8 and "calm" in config["label2id"]  # from training, not validation
     assert results["validation"]["num_examples"] == 7
+
+
+def test_hub_dataset_with_embedded_audio_reaches_the_same_pipeline(tmp_path):
+    # A dataset whose audio lives inside it (as on the Hub, parquet bytes), saved locally: no network here.
+    from datasets import Audio, ClassLabel, Dataset, Features, Value
+
+    rows = _manifest(tmp_path, with_speaker=True)
+    names = sorted({r["label"] for r in rows})
+    features = Features({"audio": Audio(), "emotion": ClassLabel(names=names), "spk": Value("string")})
+    dataset = Dataset.from_dict({"audio": [{"path": None, "bytes": (tmp_path / r["path"]).read_bytes()} for r in rows],
+                                 "emotion": [names.index(r["label"]) for r in rows],
+                                 "spk": [r["speaker"] for r in rows]}, features=features)
+    dataset.save_to_disk(tmp_path / "hub_copy")
+    output_dir = tmp_path / "out"
+    results = _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--corpus", "hub", "--dataset_name",
+                         str(tmp_path / "hub_copy"), "--label_column", "emotion", "--speaker_column", "spk",
+                         "--data_dir", str(tmp_path / "data"), "--output_dir", str(output_dir), "--n_folds", "3",
+                         *TINY, *FAST])
+    assert results["validation"]["num_examples"] == 16  # 2 of 6 speakers: folds of speakers, not random
+    assert len(list((tmp_path / "data" / "hub_audio").glob("*.wav"))) == len(rows)
+    config = json.loads((output_dir / "config.json").read_text())
+    assert sorted(config["label2id"]) == names

@@ -292,6 +292,51 @@ def load_hub_dataset(
     return dataset, label_names
 
 
+def hub_dataset_rows(name, cache_dir, split="train", audio_column="audio", label_column="label",
+                     speaker_column=None, **kwargs):
+    """Rows (path, label[, speaker]) from a Hub dataset, so it reaches the same pipeline as files on disk.
+
+    Audio stored inside the dataset (parquet bytes) is written once to `cache_dir` as files: the audio scan,
+    the per-clip predictions and the pipeline all work on paths.
+
+    Args:
+        name: Hub dataset id (or a local folder, see `load_hub_dataset`).
+        cache_dir: where embedded audio is written.
+        split: the split that holds the whole corpus (folds are made from it).
+        audio_column, label_column, speaker_column: column names.
+        **kwargs: passed to `load_hub_dataset`.
+
+    Returns:
+        (rows, label_names)
+    """
+    import datasets
+
+    dataset, label_names = load_hub_dataset(name, split=split, audio_column=audio_column, label_column=label_column,
+                                            speaker_column=speaker_column, **kwargs)
+    dataset = dataset.cast_column(audio_column, datasets.Audio(decode=False))
+    is_class_label = isinstance(dataset.features[label_column], datasets.ClassLabel)
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index, example in enumerate(dataset):
+        audio = example[audio_column]
+        if audio.get("bytes"):
+            suffix = Path(audio.get("path") or "").suffix or ".wav"
+            path = cache_dir / f"{index:07d}{suffix}"
+            if not path.exists() or path.stat().st_size != len(audio["bytes"]):
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_bytes(audio["bytes"])
+                os.replace(tmp, path)
+        else:
+            path = Path(audio["path"])
+        label = example[label_column]
+        row = {"path": str(path), "label": label_names[label] if is_class_label else str(label)}
+        if speaker_column:
+            row["speaker"] = str(example[speaker_column])
+        rows.append(row)
+    return rows, label_names
+
+
 def load_user_splits(
     train: str | os.PathLike,
     validation: str | os.PathLike,
