@@ -81,6 +81,8 @@ class AudioTransform:
         output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
         if "length" in batch:
             output["length"] = batch["length"]
+        if "path" in batch:  # lets the trainer name the file behind a non-finite batch
+            output["path"] = batch["path"]
         return output
 
 
@@ -112,4 +114,6 @@ class AudioCollator:
         batch = {self.input_name: values, "attention_mask": mask}
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        if "path" in features[0]:
+            batch["paths"] = [f["path"] for f in features]
         return batch

@@ -8,6 +8,25 @@ from transformers.trainer_utils import SchedulerType
 from ser_hf.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
 
 
+class NonFiniteError(FloatingPointError):
+    """NaN or Inf reached the model or the loss."""
+
+
+def _name(paths):
+    return ", ".join(paths) if paths else "(file names unknown)"
+
+
+def _check_finite(inputs, paths):
+    (name, values), = inputs.items()
+    bad_rows = (~torch.isfinite(values)).flatten(1).any(dim=1)
+    if bad_rows.any():
+        bad = [paths[i] for i in bad_rows.nonzero().flatten().tolist()] if paths else None
+        raise NonFiniteError(
+            f"NaN or Inf samples in {_name(bad)}: the audio scan should have excluded such a file (was it changed "
+            "after the scan, or is this a custom transform?). Stopped before the weights were touched; the last "
+            "saved checkpoint is intact.")
+
+
 class SERTrainer(Trainer):
     """Trainer for audio classification.
 
@@ -68,6 +87,8 @@ class SERTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         attention_mask = inputs.pop("attention_mask", None)
+        paths = inputs.pop("paths", None)
+        _check_finite(inputs, paths)
         if model.training and self.crop_training_batches and attention_mask is not None:
             inputs, attention_mask = self._crop_to_shortest(inputs, attention_mask)
         if self.uses_attention_mask:
@@ -78,6 +99,10 @@ class SERTrainer(Trainer):
             logits = self._logits_clip_by_clip(model, inputs, attention_mask)
         weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
         loss = F.cross_entropy(logits, labels, weight=weight)
+        if not torch.isfinite(loss):
+            # Stop before backward: one such step turns every weight into NaN; checkpoints so far stay good.
+            raise NonFiniteError(f"the loss is {loss.item()} on a batch of {_name(paths)}; the last saved "
+                                 "checkpoint is intact. Lower the learning rate or check these files.")
         return (loss, {"logits": logits}) if return_outputs else loss
 
     @staticmethod

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification
@@ -106,3 +107,24 @@ def test_crop_mode_trains_on_windows_of_real_audio_only(tmp_path):
         assert torch.all(windows[1, 1:] - windows[1, :-1] == 1)  # contiguous windows
         seen.add(int(windows[1, 0]))
     assert len(seen) > 1  # random windows, not always the start
+
+
+def test_nan_audio_stops_training_naming_the_file_and_keeps_the_last_checkpoint(tmp_path):
+    from safetensors.torch import load_file
+
+    from ser_hf.audio import AudioCollator
+    from ser_hf.trainer import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    clips = [rng.standard_normal(4000).astype(np.float32) for _ in range(4)]
+    clips[3][100] = np.nan  # the 2nd batch (no shuffling below) carries it
+    data = [{"input_values": c, "labels": i % 3, "path": f"clip{i}.wav"} for i, c in enumerate(clips)]
+    args = SERTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, save_steps=1,
+                                save_strategy="steps", report_to="none", use_cpu=True, learning_rate=1e-3,
+                                train_sampling_strategy="sequential", remove_unused_columns=False)
+    trainer = SERTrainer(model=_tiny_model(), args=args, train_dataset=data, data_collator=AudioCollator())
+    with pytest.raises(NonFiniteError, match=r"clip3\.wav"):
+        trainer.train()
+    weights = load_file(tmp_path / "checkpoint-1" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # stopped before backward
