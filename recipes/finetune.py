@@ -8,6 +8,7 @@ Every field of ModelArguments, DataArguments and TrainingArguments can be set in
 command line (which wins): see `python recipes/finetune.py --help`.
 """
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -17,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 import datasets
 import transformers
 from transformers import EarlyStoppingCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ser_hf.audio import AudioCollator
+from ser_hf.callbacks import PreemptionCallback
+from ser_hf.checkpoints import OutputDirLock, check_output_dir, resolve_resume, save_final_model_atomically
 from ser_hf.config import parse_config
 from ser_hf.data import build_datasets, class_counts_markdown, exclude_bad_audio, prepare_splits
 from ser_hf.hub import push_output_dir
@@ -53,11 +55,16 @@ def main(argv=None):
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
     set_seed(training_args.seed)
 
-    resume = training_args.resume_from_checkpoint
-    if resume in ("auto", "last"):
-        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-        logger.info("Resuming from %s", resume or "scratch (no checkpoint found)")
+    # Only the main process checks and locks the output dir; a dead run's lock is taken over, a live one refused.
+    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
+    is_main = training_args.process_index == 0
+    if is_main:
+        check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
+    with OutputDirLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+        return _run(model_args, data_args, training_args, resume, command)
 
+
+def _run(model_args, data_args, training_args, resume, command):
     # Data: the main process downloads or generates the corpus, the others wait and reuse it.
     with training_args.main_process_first(desc="corpus preparation and audio scan"):
         splits, label_names, (split_name, split_protocol) = prepare_splits(data_args)
@@ -68,11 +75,12 @@ def main(argv=None):
 
     model, feature_extractor = build_model(model_args, id2label, label2id)
     with training_args.main_process_first(desc="dataset building"):
-        data = build_datasets(splits, label2id, feature_extractor, data_args, seed=training_args.seed)
+        data = build_datasets(splits, label2id, feature_extractor, data_args)
 
     # We push the output dir ourselves at the end: the Trainer's own push uploads training_args.bin.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    callbacks = []
+    preemption = PreemptionCallback()
+    callbacks = [preemption]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience,
                                                training_args.early_stopping_threshold))
@@ -90,8 +98,14 @@ def main(argv=None):
         crop_training_batches=data_args.padding == "crop",
     )
 
+    if resume:
+        logger.info("Resuming from %s", resume)
     train_result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model()  # the best checkpoint when load_best_model_at_end
+    preemption.restore_signal_handlers()
+    if preemption.preempted:
+        logger.warning("Stopped by SIGTERM after saving a checkpoint: rerun the same command with --resume true")
+        sys.exit(143)
+    save_final_model_atomically(trainer, training_args.output_dir)  # the best checkpoint when load_best_model_at_end
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()

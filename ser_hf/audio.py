@@ -27,17 +27,20 @@ def decoded_to_mono(value):
     return array
 
 
-def crop(array, max_samples, rng=None):
-    """Crop to at most `max_samples`: a random window when `rng` is given (training), else the start.
+def crop(array, max_samples, random=False):
+    """Crop to at most `max_samples`: a random window (training) or the start (evaluation).
+
+    The window comes from torch's global RNG, which the Trainer seeds and stores in every checkpoint, so a
+    resumed run draws the same crops as an uninterrupted one.
 
     Args:
         array: 1-D waveform.
         max_samples: maximum length; None keeps the whole clip.
-        rng: numpy Generator for a random window, or None for a fixed crop.
+        random: a random window when True, else the first `max_samples`.
     """
     if max_samples is None or len(array) <= max_samples:
         return array
-    start = int(rng.integers(0, len(array) - max_samples + 1)) if rng is not None else 0
+    start = int(torch.randint(0, len(array) - max_samples + 1, (1,))) if random else 0
     return array[start : start + max_samples]
 
 
@@ -60,21 +63,19 @@ class AudioTransform:
         feature_extractor: the model's feature extractor (normalisation happens per clip, as in the pipeline).
         max_seconds: crop length; None keeps whole clips.
         train: random crops (and, later, augmentation) when True; a fixed crop from the start otherwise.
-        seed: seed of the random crops.
     """
 
-    def __init__(self, feature_extractor, max_seconds, train, seed=0):
+    def __init__(self, feature_extractor, max_seconds, train):
         self.feature_extractor = feature_extractor
         self.max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         self.train = train
-        self.rng = np.random.default_rng(seed)
 
     def __call__(self, batch):
         # `Trainer` reads the "length" column through the transform for length grouping: pass it through.
         if "audio" not in batch:
             return batch
         arrays = [
-            crop(decoded_to_mono(value), self.max_samples, self.rng if self.train else None) for value in batch["audio"]
+            crop(decoded_to_mono(value), self.max_samples, random=self.train) for value in batch["audio"]
         ]
         features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
         input_name = self.feature_extractor.model_input_names[0]

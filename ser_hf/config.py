@@ -6,11 +6,15 @@ Three dataclasses, parsed together by `HfArgumentParser` as in transformers' exa
 
 import dataclasses
 import json
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+logger = logging.getLogger(__name__)
 
 CORPORA = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
 PADDING_MODES = ("max_length", "longest", "crop")
@@ -173,6 +177,28 @@ class SERTrainingArguments(TrainingArguments):
     )
     plateau_factor: float = field(default=0.5, metadata={"help": "reduce_lr_on_plateau multiplies the LR by this."})
     plateau_patience: int = field(default=2, metadata={"help": "reduce_lr_on_plateau waits this many evaluations."})
+    resume: bool = field(
+        default=False, metadata={"help": "Continue from the newest intact checkpoint (= resume_from_checkpoint auto)."}
+    )
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Allow a new run into an output_dir that holds a finished one."}
+    )
+    # Early-stopping patience must survive a resume (the Trainer's default forgets it).
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True, metadata={"help": "Restore callback state (early-stopping patience) when resuming."}
+    )
+
+    def __post_init__(self):
+        if self.resume and self.resume_from_checkpoint is None:
+            self.resume_from_checkpoint = "auto"
+        if self.hub_token:
+            # The Trainer pickles these arguments into training_args.bin in every checkpoint and the output dir:
+            # hand the token to huggingface_hub through the environment instead, so it is never written.
+            os.environ["HF_TOKEN"] = self.hub_token
+            self.hub_token = None
+            logger.warning("--hub_token moved to HF_TOKEN for this process; prefer `hf auth login` or HF_TOKEN "
+                           "(a token on the command line is visible to other users in the process list)")
+        super().__post_init__()
 
 
 def config_fields():

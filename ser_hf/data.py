@@ -162,13 +162,13 @@ def to_dataset(rows, label2id, limit=None):
     return Dataset.from_dict(table).cast_column("audio", Audio(sampling_rate=SAMPLE_RATE))
 
 
-def build_datasets(splits, label2id, feature_extractor, data_args, seed=0):
+def build_datasets(splits, label2id, feature_extractor, data_args):
     """Wrap each split in its on-the-fly transform: random crops for training, whole clips for evaluation."""
     datasets = DatasetDict()
     for name, rows in splits.items():
         train = name == "train"
         limit = data_args.max_train_samples if train else data_args.max_eval_samples
         max_seconds = data_args.max_duration_seconds if train else data_args.eval_max_duration_seconds
-        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train, seed=seed)
+        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train)
         datasets[name] = to_dataset(rows, label2id, limit=limit).with_transform(transform)
     return datasets

@@ -19,6 +19,23 @@ logger = logging.getLogger(__name__)
 RESULTS_FILE = "ser_results.json"
 
 
+SECRET_ARGS = ("--hub_token", "--hub-token")
+
+
+def _redact(argv):
+    """The command line with secret values replaced: it is printed on the model card."""
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append("***")
+        elif arg.split("=", 1)[0] in SECRET_ARGS and "=" in arg:
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+        hide = arg in SECRET_ARGS
+    return out
+
+
 def command_line(script, argv):
     """The command that produced this run: what the user typed through run.sh, and the python call.
 
@@ -26,8 +43,10 @@ def command_line(script, argv):
         script: the recipe's path as the user would type it, e.g. "recipes/finetune.py".
         argv: the arguments the recipe received.
     """
-    python_call = " ".join(shlex.quote(arg) for arg in ["python", script, *argv])
+    python_call = " ".join(shlex.quote(arg) for arg in ["python", script, *_redact(argv)])
     wrapper = os.environ.get("SER_HF_COMMAND")
+    if wrapper:
+        wrapper = " ".join(_redact(wrapper.split(" ")))
     return f"{wrapper}\n# which ran:\n{python_call}" if wrapper else python_call
 
 

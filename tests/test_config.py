@@ -50,3 +50,26 @@ def test_invalid_choices_are_rejected(tmp_path):
 def test_fields_cover_the_three_dataclasses():
     fields = config_fields()
     assert {"model_name_or_path", "fold", "learning_rate", "early_stopping_patience"} <= fields
+
+
+def test_hub_token_is_never_stored_in_the_arguments_or_the_card(tmp_path, monkeypatch):
+    import io
+
+    import torch
+
+    from ser_hf.reporting import command_line
+
+    secret = "hf_" + "x" * 30
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("SER_HF_COMMAND", f"bash run.sh ravdess --hub_token {secret}")
+    argv = ["--output_dir", str(tmp_path), "--hub_token", secret]
+    _, _, training_args = parse_config(None, argv)
+    buffer = io.BytesIO()
+    torch.save(training_args, buffer)  # what the Trainer writes as training_args.bin
+    assert secret.encode() not in buffer.getvalue()
+    assert training_args.hub_token is None
+    import os
+
+    assert os.environ["HF_TOKEN"] == secret  # still usable by huggingface_hub for the push
+    card_command = command_line("recipes/finetune.py", argv + [f"--hub_token={secret}"])
+    assert secret not in card_command and "--hub_token ***" in card_command and "--hub_token=***" in card_command
