@@ -58,9 +58,9 @@ def main(argv=None):
     # Only the main process checks and locks the output dir; a dead run's lock is taken over, a live one refused.
     resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
     is_main = training_args.process_index == 0
-    if is_main:
-        check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
     with OutputDirLock(training_args.output_dir) if is_main else contextlib.nullcontext():
+        if is_main:
+            check_output_dir(training_args.output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
         return _run(model_args, data_args, training_args, resume, command)
 
 

@@ -16,7 +16,9 @@ def decoded_to_mono(value):
     """Turn a decoded `datasets.Audio` value into a 1-D float32 numpy array.
 
     datasets 5.x yields a torchcodec `AudioDecoder`; older versions and hand-made rows give a dict
-    with "array". Multi-channel audio is averaged to mono, as ffmpeg's `-ac 1` does in the pipeline.
+    with "array". Multi-channel audio is averaged to mono. The pipeline's ffmpeg `-ac 1` mixes stereo as
+    (L+R)/sqrt(2): the same signal up to a scale, which the feature extractor's normalisation removes
+    (a model with do_normalize=False would see stereo files 0.7x as loud in training as in the pipeline).
     """
     if isinstance(value, dict):
         array = np.asarray(value["array"], dtype=np.float32)
