@@ -68,7 +68,8 @@ def _run(model_args, data_args, training_args, resume, command):
     # Data: the main process downloads or generates the corpus, the others wait and reuse it.
     with training_args.main_process_first(desc="corpus preparation and audio scan"):
         splits, label_names, (split_name, split_protocol) = prepare_splits(data_args)
-        splits, data_report = exclude_bad_audio(splits, data_args, training_args.output_dir)
+        splits, data_report = exclude_bad_audio(splits, data_args, training_args.output_dir,
+                                                is_main=training_args.process_index == 0)
     class_counts = class_counts_markdown(splits, label_names)
     logger.info("Clips per class and split:\n%s", class_counts)
     id2label, label2id = label_maps(label_names)

@@ -111,12 +111,14 @@ def class_counts_markdown(splits, label_names):
     return "\n".join(lines)
 
 
-def exclude_bad_audio(splits, data_args, report_dir):
+def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
     """Decode every file once and drop the ones training would choke on, with a report.
 
     Unreadable, empty, truncated, too short, non-finite, silent and suspiciously long files are excluded
     (and listed in `report_dir/data_report.json`); with `data_args.strict` any of them is an error.
     The scan is cached beside the corpus (or in report_dir when the corpus folder is read-only).
+
+    Only the main process (`is_main`) writes the report and logs it; the others reuse its cached scan.
 
     Returns:
         (splits without the bad rows, report dict)
@@ -135,6 +137,10 @@ def exclude_bad_audio(splits, data_args, report_dir):
     for name, rows in splits.items():
         kept[name], excluded[name] = partition_rows(rows, results)
     report = data_report(excluded, notes_count=dict(notes))
+    if not is_main:
+        if data_args.strict:
+            raise_if_strict(report)  # every process stops: none is left waiting for a main that raised
+        return kept, report
     Path(report_dir).mkdir(parents=True, exist_ok=True)
     write_data_report(report, Path(report_dir) / "data_report.json")
     if report["n_excluded"]:

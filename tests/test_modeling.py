@@ -70,3 +70,13 @@ def test_pretrained_folder_loads_with_a_new_head(tmp_path):
                        source.wav2vec2.encoder.layers[0].attention.q_proj.weight)
     assert not _trainable(model.wav2vec2.feature_extractor)  # freeze_feature_encoder defaults to on
     assert loaded_fe.sampling_rate == 16_000
+
+
+def test_pickled_weights_are_refused(tmp_path):
+    # A pytorch_model.bin can run code when unpickled: only safetensors weights are loaded.
+    source, fe = build_model(_args(), ID2LABEL, LABEL2ID)
+    torch.save(source.state_dict(), tmp_path / "pytorch_model.bin")
+    source.config.save_pretrained(tmp_path)
+    fe.save_pretrained(tmp_path)
+    with pytest.raises(OSError, match="safetensors"):
+        build_model(ModelArguments(model_name_or_path=str(tmp_path)), ID2LABEL, LABEL2ID)
