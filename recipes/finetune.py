@@ -9,6 +9,7 @@ command line (which wins): see `python recipes/finetune.py --help`.
 """
 
 import contextlib
+import json
 import logging
 import sys
 from pathlib import Path
@@ -23,8 +24,9 @@ from ser_hf.audio import AudioCollator
 from ser_hf.callbacks import PreemptionCallback
 from ser_hf.checkpoints import OutputDirLock, check_output_dir, resolve_resume, save_final_model_atomically
 from ser_hf.config import parse_config
-from ser_hf.data import build_datasets, class_counts_markdown, exclude_bad_audio, prepare_splits
+from ser_hf.data import build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits
 from ser_hf.hub import push_output_dir
+from ser_hf.imbalance import class_weights
 from ser_hf.labels import label_maps
 from ser_hf.metrics import make_compute_metrics
 from ser_hf.modeling import build_model, uses_attention_mask
@@ -70,8 +72,10 @@ def _run(model_args, data_args, training_args, resume, command):
         splits, label_names, (split_name, split_protocol) = prepare_splits(data_args)
         splits, data_report = exclude_bad_audio(splits, data_args, training_args.output_dir,
                                                 is_main=training_args.process_index == 0)
-    class_counts = class_counts_markdown(splits, label_names)
-    logger.info("Clips per class and split:\n%s", class_counts)
+    counts_table = class_counts_markdown(splits, label_names)
+    logger.info("Clips per class and split:\n%s", counts_table)
+    if training_args.process_index == 0:
+        Path(training_args.output_dir, "class_counts.json").write_text(json.dumps(class_counts(splits, label_names), indent=2))
     id2label, label2id = label_maps(label_names)
 
     model, feature_extractor = build_model(model_args, id2label, label2id)
@@ -96,6 +100,8 @@ def _run(model_args, data_args, training_args, resume, command):
         compute_metrics=make_compute_metrics(label_names),
         callbacks=callbacks,
         uses_attention_mask=uses_attention_mask(feature_extractor),
+        class_weights=class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
+                                    training_args.class_weighting),
         crop_training_batches=data_args.padding == "crop",
     )
 
@@ -119,7 +125,7 @@ def _run(model_args, data_args, training_args, resume, command):
             write_predictions_csv(rows, Path(training_args.output_dir) / f"predictions_{split}.csv", data_args.data_dir)
         card = card_info(model_args, data_args, training_args, label_names, split_name, split_protocol,
                          num_train=len(data["train"]), num_eval=len(data["validation"]), command=command,
-                         data_markdown=f"Clips per class and split:\n\n{class_counts}\n\n{report_markdown(data_report)}")
+                         data_markdown=f"Clips per class and split:\n\n{counts_table}\n\n{report_markdown(data_report)}")
         write_reports(training_args.output_dir, results, label_names, trainer.state.log_history, card)
         print(results_table(results, training_args.output_dir))
         if push_to_hub:

@@ -177,6 +177,10 @@ class SERTrainingArguments(TrainingArguments):
     )
     plateau_factor: float = field(default=0.5, metadata={"help": "reduce_lr_on_plateau multiplies the LR by this."})
     plateau_patience: int = field(default=2, metadata={"help": "reduce_lr_on_plateau waits this many evaluations."})
+    class_weighting: str = field(
+        default="none",
+        metadata={"help": "Weighted cross-entropy from the training class counts: none, inverse or sqrt_inverse."},
+    )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the newest intact checkpoint (= resume_from_checkpoint auto)."}
     )

@@ -100,11 +100,17 @@ def prepare_splits(data_args):
     return splits, label_names, (split_name, protocol)
 
 
+def class_counts(splits, label_names):
+    """{split: {class: clips}} in label order, zeros included, so a missing class is visible."""
+    counts = {name: Counter(row["label"] for row in rows) for name, rows in splits.items()}
+    return {name: {label: counts[name][label] for label in label_names} for name in splits}
+
+
 def class_counts_markdown(splits, label_names):
     """Per-class clip counts per split, as a markdown table for the log and the model card."""
+    counts = class_counts(splits, label_names)
     names = list(splits)
     lines = ["| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    counts = {name: Counter(row["label"] for row in rows) for name, rows in splits.items()}
     for label in label_names:
         lines.append(f"| {label} | " + " | ".join(str(counts[name][label]) for name in names) + " |")
     lines.append("| **total** | " + " | ".join(str(len(splits[name])) for name in names) + " |")

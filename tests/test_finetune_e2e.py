@@ -37,7 +37,7 @@ def _argv(data_dir, output_dir, norm, padding):
         "--warmup_steps", "0.1", "--eval_strategy", "steps", "--eval_steps", "6", "--save_strategy", "steps",
         "--save_steps", "6", "--load_best_model_at_end", "true", "--metric_for_best_model", "ua",
         "--logging_steps", "2", "--remove_unused_columns", "false", "--report_to", "tensorboard", "--use_cpu", "true",
-        "--seed", "1", "--early_stopping_patience", "3", "--dataloader_num_workers", "0",
+        "--seed", "1", "--early_stopping_patience", "3", "--dataloader_num_workers", "0", "--class_weighting", "inverse",
     ]
 
 
@@ -58,6 +58,9 @@ def test_output_dir_is_hub_ready(trained):
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"]["4"] == "angry" and config["label2id"]["surprised"] == 7
+    counts = json.loads((output_dir / "class_counts.json").read_text())
+    assert sum(counts["validation"].values()) == results["validation"]["num_examples"]
+    assert list(counts["train"]) == [config["id2label"][str(i)] for i in range(8)]
     assert list(output_dir.glob("runs/*/events.out.tfevents.*")), "report_to tensorboard wrote no event file"
     uploaded = files_to_upload(output_dir)
     assert "training_args.bin" not in uploaded and not any(f.startswith("checkpoint-") for f in uploaded)

@@ -128,3 +128,17 @@ def test_nan_audio_stops_training_naming_the_file_and_keeps_the_last_checkpoint(
     weights = load_file(tmp_path / "checkpoint-1" / "model.safetensors")
     assert all(torch.isfinite(t).all() for t in weights.values())
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())  # stopped before backward
+
+
+def test_class_weights_weigh_the_loss(tmp_path):
+    trainer = _trainer(tmp_path)
+    trainer.class_weights = torch.tensor([1.0, 5.0, 0.5])
+    model = trainer.model.eval()
+    torch.manual_seed(0)
+    inputs = {"input_values": torch.randn(4, 4000), "labels": torch.tensor([0, 1, 2, 1])}
+    with torch.no_grad():
+        logits = model(input_values=inputs["input_values"]).logits
+        loss = trainer.compute_loss(model, dict(inputs))
+    expected = torch.nn.functional.cross_entropy(logits, inputs["labels"], weight=trainer.class_weights)
+    assert loss == pytest.approx(float(expected))
+    assert loss != pytest.approx(float(torch.nn.functional.cross_entropy(logits, inputs["labels"])))
