@@ -143,19 +143,18 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
     for name, rows in splits.items():
         kept[name], excluded[name] = partition_rows(rows, results)
     report = data_report(excluded, notes_count=dict(notes))
-    if not is_main:
-        if data_args.strict:
-            raise_if_strict(report)  # every process stops: none is left waiting for a main that raised
-        return kept, report
-    Path(report_dir).mkdir(parents=True, exist_ok=True)
-    write_data_report(report, Path(report_dir) / "data_report.json")
-    if report["n_excluded"]:
-        logger.warning("Audio scan excluded %d file(s):\n%s", report["n_excluded"], report_markdown(report))
-    else:
-        logger.info("Audio scan: all %d files decode cleanly", len(paths))
+    if is_main:
+        if report["n_excluded"]:
+            logger.warning("Audio scan excluded %d file(s):\n%s", report["n_excluded"], report_markdown(report))
+        else:
+            logger.info("Audio scan: all %d files decode cleanly", len(paths))
+        # The report is pushed with the model: paths relative to the corpus, as in the predictions CSV.
+        files = [{**f, "path": os.path.relpath(f["path"], data_dir)} for f in report["files"]]
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        write_data_report({**report, "files": files}, Path(report_dir) / "data_report.json")
     if data_args.strict:
-        raise_if_strict(report)
-    return kept, report
+        raise_if_strict(report)  # on every process: none is left waiting for a main process that raised
+    return kept, {**report, "files": files} if is_main else report
 
 
 def to_dataset(rows, label2id, limit=None):
