@@ -81,6 +81,8 @@ case "$cmd" in
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     out=$(output_dir_from outputs/demo "$@")
     "$PY" recipes/finetune.py recipes/configs/demo.yaml "$@"
+    log "classical baseline on the same held-out actors (MFCC + prosody statistics, SVM):"
+    "$PY" recipes/baseline_svm.py --corpus demo --data_dir data/demo --fold 5 --output_dir "${out}_baseline_svm"
     clip=$(ls data/demo/Actor_24/03-01-05-02-01-01-24.wav 2>/dev/null || find data/demo -name '*.wav' | sort | tail -n 1)
     log "pipeline('audio-classification', model='$out') on one held-out clip:"
     "$PY" recipes/predict.py "$out" "$clip" --top_k 3

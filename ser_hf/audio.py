@@ -64,13 +64,18 @@ class AudioTransform:
     Args:
         feature_extractor: the model's feature extractor (normalisation happens per clip, as in the pipeline).
         max_seconds: crop length; None keeps whole clips.
-        train: random crops (and, later, augmentation) when True; a fixed crop from the start otherwise.
+        train: random crops when True; a fixed crop from the start otherwise.
+        augment: `augment(samples, sample_rate)` applied to training clips after cropping (see ser_hf.augment);
+            never given to evaluation transforms.
     """
 
-    def __init__(self, feature_extractor, max_seconds, train):
+    def __init__(self, feature_extractor, max_seconds, train, augment=None):
+        if augment is not None and not train:
+            raise ValueError("augmentation is for training data only")
         self.feature_extractor = feature_extractor
         self.max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         self.train = train
+        self.augment = augment
 
     def __call__(self, batch):
         # `Trainer` reads the "length" column through the transform for length grouping: pass it through.
@@ -79,6 +84,8 @@ class AudioTransform:
         arrays = [
             crop(decoded_to_mono(value), self.max_samples, random=self.train) for value in batch["audio"]
         ]
+        if self.augment is not None:
+            arrays = [self.augment(array, SAMPLE_RATE) for array in arrays]
         features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
         input_name = self.feature_extractor.model_input_names[0]
         output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}

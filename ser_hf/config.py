@@ -131,6 +131,11 @@ class DataArguments:
                   "as the batch's shortest clip (no padding at all: for models without an attention mask, "
                   "which otherwise learn from zeros that the pipeline never gives them)."},
     )
+    augmentation: str = field(
+        default="none",
+        metadata={"help": "Training augmentation preset (ser_hf/augment.py): none, seed21 (noise, pitch shift, "
+                  "time stretch, each p=0.5), light. Applied on the fly, seeded, never to evaluation data."},
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Truncate evaluation data (debugging)."})
     demo_seed: int = field(default=0, metadata={"help": "Seed of the synthetic demo corpus."})

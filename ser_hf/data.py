@@ -8,6 +8,7 @@ from pathlib import Path
 from datasets import Audio, Dataset, DatasetDict
 
 from ser_hf.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds
+from ser_hf.augment import build_augmentation
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
@@ -180,6 +181,8 @@ def build_datasets(splits, label2id, feature_extractor, data_args):
         train = name == "train"
         limit = data_args.max_train_samples if train else data_args.max_eval_samples
         max_seconds = data_args.max_duration_seconds if train else data_args.eval_max_duration_seconds
-        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train)
+        # Seeded from torch's RNG per call (see ser_hf.augment), which the Trainer seeds and checkpoints.
+        augment = build_augmentation(data_args.augmentation, seed=0) if train else None
+        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train, augment=augment)
         datasets[name] = to_dataset(rows, label2id, limit=limit).with_transform(transform)
     return datasets

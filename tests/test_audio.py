@@ -52,3 +52,21 @@ def test_collator_pads_and_masks(pad_to_seconds):
     assert batch["attention_mask"].sum(dim=1).tolist() == [50, 120]
     assert torch.all(batch["input_values"][0, 50:] == 0)
     assert batch["labels"].tolist() == [1, 0]
+
+
+def test_augmentation_changes_training_clips_only_and_repeats_under_a_seed(tmp_path):
+    from ser_hf.augment import build_augmentation
+
+    path = str(write_tone(tmp_path / "a.wav", 1.0, 300, seed=0))
+    ds = Dataset.from_dict({"audio": [path], "label": [0]}).cast_column("audio", Audio(sampling_rate=SAMPLE_RATE))
+    fe = Wav2Vec2FeatureExtractor(do_normalize=False)
+    plain = ds.with_transform(AudioTransform(fe, max_seconds=None, train=True))[0]["input_values"]
+    augmented = ds.with_transform(AudioTransform(fe, None, train=True, augment=build_augmentation("seed21", 0)))
+    torch.manual_seed(1)
+    first = [np.asarray(augmented[0]["input_values"]) for _ in range(4)]
+    torch.manual_seed(1)
+    again = [np.asarray(augmented[0]["input_values"]) for _ in range(4)]
+    assert any(len(a) != len(plain) or not np.allclose(a, plain) for a in first)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+    with pytest.raises(ValueError, match="training data only"):
+        AudioTransform(fe, None, train=False, augment=build_augmentation("seed21", 0))
