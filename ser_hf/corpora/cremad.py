@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ser_hf.corpora import walk_files
+
 logger = logging.getLogger(__name__)
 
 CREMAD_REPO_URL = "https://github.com/CheyneyComputerScience/CREMA-D"
@@ -168,25 +170,6 @@ def label_counts(rows: list[dict], label_key: str = "label", labels=None) -> dic
     return result
 
 
-def _walk_files(root: Path):
-    """Yield every file below `root` in sorted order, following folder symlinks without looping.
-
-    Hidden folders (.git with its LFS object store, caches) and macOS `__MACOSX` folders hold no
-    corpus clips, only copies or metadata, so they are not entered.
-    """
-    seen = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        # os.walk order is filesystem order; sorting in place makes the row order reproducible.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-        for filename in sorted(filenames):
-            yield Path(dirpath) / filename
-
-
 def _howto() -> str:
     return (
         f"CREMA-D is distributed through the git-lfs repository {CREMAD_REPO_URL} "
@@ -299,7 +282,7 @@ def load_cremad(data_dir: str | os.PathLike, labels: int = 21) -> list[dict]:
         if len(examples.setdefault(category, [])) < 3:
             examples[category].append(str(path.relative_to(root)))
 
-    for path in _walk_files(root):
+    for path in walk_files(root, skip_dirs=("__MACOSX",)):
         if path.name.startswith("._"):
             skip("macOS metadata files (._*)", path)
             continue

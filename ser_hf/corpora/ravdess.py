@@ -14,6 +14,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ser_hf.corpora import walk_files
 from ser_hf.download import download_file, is_extracted, md5sum, safe_extract_zip
 from ser_hf.labels import RAVDESS_EMOTIONS
 
@@ -89,25 +90,6 @@ def parse_ravdess_filename(name: str) -> dict | None:
     }
 
 
-def _walk_files(root: Path):
-    """Yield every file below `root` in sorted order, following folder symlinks without looping.
-
-    Hidden folders (.git, caches, an interrupted extraction's temporary folder) are not corpus
-    folders and would only contribute duplicates, so they are not entered.
-    """
-    seen = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        # os.walk order is filesystem order; sorting in place makes it deterministic.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            yield Path(dirpath) / filename
-
-
 def _is_macos_metadata(path: Path, root: Path) -> bool:
     return path.name.startswith("._") or "__MACOSX" in path.relative_to(root).parts
 
@@ -155,7 +137,7 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
         if len(examples[category]) < 3:
             examples[category].append(str(path.relative_to(root)))
 
-    for path in _walk_files(root):
+    for path in walk_files(root):
         if _is_macos_metadata(path, root):
             skip("macOS metadata (._* / __MACOSX)", path)
             continue
@@ -218,7 +200,7 @@ def _has_speech_files(root: Path) -> bool:
     """Cheap check: stop at the first audio-only speech .wav below `root`."""
     if not root.is_dir():
         return False
-    for path in _walk_files(root):
+    for path in walk_files(root):
         if path.suffix.lower() != ".wav" or _is_macos_metadata(path, root):
             continue
         try:
