@@ -169,7 +169,8 @@ def to_dataset(rows, label2id, limit=None):
         "path": [row["path"] for row in rows],
         "speaker": [row.get("speaker") or "" for row in rows],
         "label": [label2id[row["label"]] for row in rows],
-        "length": [int(audio_duration_seconds(row["path"]) * SAMPLE_RATE) for row in rows],
+        # The audio scan measured each kept clip; unscanned rows fall back to the file header.
+        "length": [int((row.get("duration") or audio_duration_seconds(row["path"])) * SAMPLE_RATE) for row in rows],
     }
     return Dataset.from_dict(table).cast_column("audio", Audio(sampling_rate=SAMPLE_RATE))
 

@@ -212,7 +212,8 @@ def scan_files(paths, min_samples=400, max_seconds=30.0, workers=None, cache_pat
 
 
 def partition_rows(rows, results, path_key="path"):
-    """Split metadata rows into kept rows and excluded rows (the latter with "reason" and "detail" added).
+    """Split metadata rows into kept rows (with the decoded "duration" in seconds added, so nothing reads the
+    files again for it) and excluded rows (with "reason" and "detail" added).
 
     Raises:
         KeyError: A row's path was not scanned (a caller bug: every row must be scanned).
@@ -221,7 +222,7 @@ def partition_rows(rows, results, path_key="path"):
     for row in rows:
         res = results[str(row[path_key])]
         if res.status == "ok":
-            kept.append(row)
+            kept.append({**row, "duration": res.duration})
         else:
             excluded.append({**row, "reason": res.status, "detail": res.detail})
     return kept, excluded
