@@ -18,10 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import numpy as np
-from ser_hf.baseline import extract_all, fit_svm
+from ser_hf.baseline import evaluate_svm_fold, extract_all
 from ser_hf.corpora.ravdess import load_ravdess
 from ser_hf.labels import RAVDESS_EMOTIONS
-from ser_hf.metrics import compute_ser_metrics
 from ser_hf.splits import speaker_folds, split_by_fold
 
 logger = logging.getLogger("ser_hf")
@@ -46,39 +45,18 @@ def main(argv=None):
         from ser_hf.demo_corpus import synthesize_demo_corpus
 
         synthesize_demo_corpus(args.data_dir)  # reuses a complete corpus, generates a missing one
-    rows = load_ravdess(args.data_dir)
+    rows = [{**r, "label": r["emotion"]} for r in load_ravdess(args.data_dir)]
     folds = speaker_folds({r["speaker"]: r["gender"] for r in rows}, n_folds=args.n_folds)
-    label_id = {name: i for i, name in enumerate(RAVDESS_EMOTIONS)}
-
-    # Features once per clip; each fold then only indexes into them.
-    index = {r["path"]: i for i, r in enumerate(rows)}
-    X = extract_all([r["path"] for r in rows], workers=args.workers)
+    # Features once per clip; each fold then only looks them up.
+    features = dict(zip((r["path"] for r in rows), extract_all([r["path"] for r in rows], workers=args.workers)))
 
     results = []
     for k in range(args.n_folds) if args.all_folds else [args.fold]:
         splits = split_by_fold(rows, folds, eval_fold=k, speaker_key="speaker")
-        train, held_out = splits["train"], splits["validation"]
-        train_idx = [index[r["path"]] for r in train]
-        eval_idx = [index[r["path"]] for r in held_out]
-        y_train = [label_id[r["emotion"]] for r in train]
-        y_eval = [label_id[r["emotion"]] for r in held_out]
-        search = fit_svm(X[train_idx], y_train, cv_groups=[r["speaker"] for r in train], seed=args.seed)
-        metrics = compute_ser_metrics(search.predict(X[eval_idx]), y_eval, RAVDESS_EMOTIONS)
-        results.append(
-            {
-                "fold": k,
-                "eval_speakers": folds[k],
-                "n_train": len(train),
-                "n_eval": len(held_out),
-                "best_params": {key.removeprefix("svc__"): v for key, v in search.best_params_.items()},
-                "inner_cv_ua": float(search.best_score_),
-                **{m: float(metrics[m]) for m in METRICS},
-                "per_class_recall": metrics["per_class_recall"],
-                "confusion_matrix": metrics["confusion_matrix"],
-            }
-        )
+        result = evaluate_svm_fold(features, splits["train"], splits["validation"], RAVDESS_EMOTIONS, seed=args.seed)
+        results.append({"fold": k, "eval_speakers": folds[k], **result})
         logger.info("fold %d (%s): UA %.3f  WA %.3f  macro-F1 %.3f  best %s", k, ", ".join(folds[k]),
-                    metrics["ua"], metrics["wa"], metrics["macro_f1"], results[-1]["best_params"])
+                    result["ua"], result["wa"], result["macro_f1"], result["best_params"])
 
     summary = {m: {"mean": float(np.mean([r[m] for r in results])), "std": float(np.std([r[m] for r in results]))}
                for m in METRICS}

@@ -169,3 +169,36 @@ def fit_svm(X_train, y_train, cv_groups=None, seed: int = 0, n_splits: int = 5, 
     search = GridSearchCV(pipeline, grid, scoring="balanced_accuracy", cv=cv, n_jobs=n_jobs, refit=True)
     search.fit(X_train, y_train, groups=cv_groups)
     return search
+
+
+def evaluate_svm_fold(features, train_rows, eval_rows, label_names, seed: int = 0) -> dict:
+    """Fit the SVM on one fold's training speakers and score it on the held-out ones.
+
+    Args:
+        features: {path: feature vector} covering every row (from `extract_all`, computed once per corpus).
+        train_rows, eval_rows: metadata rows with `path`, `label` and `speaker` (no speaker in both).
+        label_names: label names in id order.
+        seed: seed of the SVC and of an ungrouped inner CV.
+
+    Returns:
+        dict with n_train, n_eval, best_params, inner_cv_ua and the SER metrics of the held-out rows
+        (ua, wa, macro_f1, per_class_recall, confusion_matrix).
+    """
+    from ser_hf.metrics import compute_ser_metrics
+
+    label_id = {name: i for i, name in enumerate(label_names)}
+    X_train = np.stack([features[r["path"]] for r in train_rows])
+    groups = [r.get("speaker") for r in train_rows]
+    search = fit_svm(X_train, [label_id[r["label"]] for r in train_rows], seed=seed,
+                     cv_groups=groups if all(groups) else None)
+    predicted = search.predict(np.stack([features[r["path"]] for r in eval_rows]))
+    metrics = compute_ser_metrics(predicted, [label_id[r["label"]] for r in eval_rows], label_names)
+    return {
+        "n_train": len(train_rows),
+        "n_eval": len(eval_rows),
+        "best_params": {key.removeprefix("svc__"): v for key, v in search.best_params_.items()},
+        "inner_cv_ua": float(search.best_score_),
+        **{m: float(metrics[m]) for m in ("ua", "wa", "macro_f1")},
+        "per_class_recall": metrics["per_class_recall"],
+        "confusion_matrix": metrics["confusion_matrix"],
+    }

@@ -105,3 +105,17 @@ def make_compute_metrics(label_names):
         return flat
 
     return compute_metrics
+
+
+def compute_ser_metrics_from_confusion(confusion, label_names):
+    """`compute_ser_metrics` of the clips a confusion matrix counts (rows = true class), e.g. one summed over folds.
+
+    Args:
+        confusion: square matrix of counts, rows = true class, columns = predicted class.
+        label_names: label names in id order.
+    """
+    cm = np.asarray(confusion, dtype=int)
+    classes = np.arange(len(cm))
+    references = np.repeat(classes, cm.sum(axis=1))
+    predictions = np.concatenate([np.repeat(classes, row) for row in cm])
+    return compute_ser_metrics(predictions, references, label_names)

@@ -1,0 +1,115 @@
+"""Speaker-independent k-fold cross-validation: one model per speaker fold, then per-fold and mean +- std scores.
+
+Usage:
+    python recipes/crossval.py recipes/configs/demo.yaml [--parallel 2] [--folds 0,1] [--field value ...]
+    bash run.sh demo --cv
+    bash run.sh ravdess --cv [--data_dir DIR] [--field value ...]
+
+Fold k is an ordinary finetune.py run in OUTPUT_DIR/fold_k (OUTPUT_DIR: --output_dir, default the config's
+output_dir + "_cv"). Finished folds are not retrained and an interrupted one resumes from its newest intact
+checkpoint, so rerunning the same command completes a cross-validation. The classical SVM baseline runs first on
+the same folds; OUTPUT_DIR gets crossval_results.json / .md (per-fold UA, WA, macro-F1, mean +- std, the SVM
+beside each fold) and the confusion matrix pooled over all held-out clips.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from ser_hf.config import parse_config
+from ser_hf.crossval import (
+    collect_fold_results,
+    markdown_table,
+    run_folds,
+    summarize,
+    svm_baseline,
+    write_crossval_report,
+)
+from ser_hf.data import exclude_bad_audio, prepare_splits
+
+logger = logging.getLogger("ser_hf")
+
+
+def _pop_option(args, name):
+    """Remove `--name value` / `--name=value` from args and return the value (None when absent)."""
+    for i, arg in enumerate(args):
+        if arg == f"--{name}" and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if arg.startswith(f"--{name}="):
+            del args[i]
+            return arg.split("=", 1)[1]
+    return None
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False,  # --fold is not --folds
+                                     epilog="Any other --field value goes to every fold's finetune.py "
+                                     "(see recipes/finetune.py --help).")
+    parser.add_argument("config", nargs="?", help="recipe YAML, as for finetune.py")
+    parser.add_argument("--folds", help="comma-separated folds to run (default: all n_folds)")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="folds trained at once (CPU: 2 single-threaded runs beat 1 run on 2 threads)")
+    parser.add_argument("--launcher", help='how each fold starts, e.g. "accelerate launch --num_processes 4"')
+    parser.add_argument("--baseline", choices=("true", "false"), default="true",
+                        help="run the MFCC + prosody SVM on the same folds and report it beside each fold")
+    args, passthrough = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+
+    for name in ("fold", "test_fold", "train_manifest"):
+        if _pop_option(list(passthrough), name) is not None:
+            parser.error(f"--{name} does not apply to cross-validation: every fold is held out in turn (use --folds)")
+    root = _pop_option(passthrough, "output_dir")
+    _, data_args, training_args = parse_config(args.config, passthrough)  # checks every field before hours of work
+    if data_args.test_fold is not None or data_args.train_manifest:
+        parser.error("the config sets test_fold or train_manifest; cross-validation holds out each fold in turn")
+    root = Path(root or f"{training_args.output_dir.rstrip('/')}_cv")
+    folds = [int(k) for k in args.folds.split(",")] if args.folds else list(range(data_args.n_folds))
+    if not all(0 <= k < data_args.n_folds for k in folds):
+        parser.error(f"--folds {args.folds}: folds are 0..{data_args.n_folds - 1} (n_folds {data_args.n_folds})")
+    data_args = dataclasses.replace(data_args, fold=folds[0])  # the config's own fold plays no part here
+    root.mkdir(parents=True, exist_ok=True)
+
+    # Download / generate the corpus and scan it once, here, so that parallel folds only read the cache.
+    splits, label_names, (split_name, _) = prepare_splits(data_args)
+    if "stratified" in split_name:
+        parser.error("the corpus has no speaker column: folds would not be speaker-independent (add speakers)")
+    exclude_bad_audio(splits, data_args, root)
+
+    baseline = None
+    if args.baseline == "true":
+        cached = root / "baseline_svm.json"
+        baseline = {int(k): v for k, v in json.loads(cached.read_text()).items()} if cached.is_file() else {}
+        missing = [k for k in folds if k not in baseline]
+        if missing:
+            baseline.update(svm_baseline(data_args, missing, root, workers=data_args.scan_workers))
+            cached.write_text(json.dumps(baseline, indent=2))
+
+    status = run_folds(args.config, passthrough, folds, root, parallel=args.parallel, launcher=args.launcher)
+    fold_results = collect_fold_results(root, folds)
+    if not fold_results:
+        logger.error("no fold finished: %s", status)
+        return 1
+    report = summarize(fold_results, label_names, baseline)
+    report["status"] = status
+    write_crossval_report(root, report)
+    print(markdown_table(report))
+    print(f"wrote {root}/crossval_results.json, crossval_results.md and the pooled confusion matrices")
+    failed = {k: s for k, s in status.items() if s.startswith("failed")}
+    if failed:
+        for k, s in failed.items():
+            logger.error("fold %d %s", k, s)
+        logger.error("%d fold(s) failed; the table covers the others. Rerun the same command: finished folds are "
+                     "kept, interrupted ones resume.", len(failed))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Speaker-independent k-fold cross-validation: one fine-tuning run per fold, then one table.
+
+A single held-out fold of 4 actors swings by +-5 points of UA from fold to fold on RAVDESS-sized corpora, so
+a number worth comparing is a mean +- std over every speaker fold. Each fold is an ordinary `finetune.py` run
+in its own output dir (`<root>/fold_<k>`), started as a subprocess: a crash, an out-of-memory kill or a
+pre-emption loses one fold at most, and a rerun skips the folds that finished.
+"""
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from ser_hf.checkpoints import finished_run, latest_intact_checkpoint
+from ser_hf.metrics import compute_ser_metrics_from_confusion
+from ser_hf.reporting import RESULTS_FILE
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("ua", "wa", "macro_f1")
+CV_RESULTS_FILE = "crossval_results.json"
+CV_TABLE_FILE = "crossval_results.md"
+FINETUNE = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
+
+
+def fold_dir(root, fold):
+    """The output dir of fold `fold` under the cross-validation root."""
+    return Path(root) / f"fold_{fold}"
+
+
+def fold_finished(path):
+    """A fold is done when its final model and its results file are both there (results are written last)."""
+    return finished_run(path) and (Path(path) / RESULTS_FILE).is_file()
+
+
+def mean_std(rows, metrics=METRICS):
+    """{metric: {"mean", "std"}} over rows (population std, as over a fixed set of folds)."""
+    return {m: {"mean": float(np.mean([r[m] for r in rows])), "std": float(np.std([r[m] for r in rows]))}
+            for m in metrics}
+
+
+def fold_command(config, args, fold, output_dir, launcher=None):
+    """The finetune.py command line of one fold.
+
+    Args:
+        config: the recipe YAML (or None).
+        args: the user's `--field value` overrides (without --fold / --output_dir).
+        fold: the held-out fold.
+        output_dir: the fold's output dir; a run with an intact checkpoint there is resumed.
+        launcher: how to start Python, e.g. "accelerate launch --num_processes 4"; default this interpreter.
+    """
+    start = shlex.split(launcher) if launcher else [sys.executable]
+    command = [*start, str(FINETUNE), *([str(config)] if config else []), *args,
+               "--fold", str(fold), "--output_dir", str(output_dir)]
+    if latest_intact_checkpoint(output_dir) is not None:
+        command += ["--resume", "true"]
+    return command
+
+
+def _threads_per_run(parallel):
+    return str(max(1, (os.cpu_count() or 1) // parallel))
+
+
+def run_folds(config, args, folds, root, parallel=1, launcher=None):
+    """Train every unfinished fold; finished folds are kept as they are.
+
+    Args:
+        config: the recipe YAML.
+        args: `--field value` overrides passed to every fold.
+        folds: fold indices to run.
+        root: the cross-validation root; fold k goes to `root/fold_k`, its log to `root/logs/fold_k.log`.
+        parallel: folds trained at once. On CPU, two single-threaded runs get more done than one run on two
+            threads (small convolutions do not scale across cores); each run gets cores/parallel threads.
+        launcher: see `fold_command`.
+
+    Returns:
+        {fold: "finished" | "skipped" | "failed (exit N, see LOG)"}.
+    """
+    logs = Path(root) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    status, lock = {}, threading.Lock()
+    todo = []
+    for k in folds:
+        if fold_finished(fold_dir(root, k)):
+            status[k] = "skipped"
+            logger.info("fold %d: already finished in %s, not retrained (delete it to retrain)", k, fold_dir(root, k))
+        else:
+            todo.append(k)
+    env = dict(os.environ)
+    if parallel > 1:
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, _threads_per_run(parallel))
+
+    def run(k):
+        command = fold_command(config, args, k, fold_dir(root, k), launcher)
+        log_path = logs / f"fold_{k}.log"
+        logger.info("fold %d: training -> %s (log: %s)", k, fold_dir(root, k), log_path)
+        with open(log_path, "a") as log:
+            log.write("$ " + " ".join(shlex.quote(c) for c in command) + "\n")
+            log.flush()
+            if parallel == 1:  # one fold at a time: show its progress as well as logging it
+                proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                for line in proc.stdout:
+                    sys.stdout.write(line)
+                    log.write(line)
+                code = proc.wait()
+            else:
+                code = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        with lock:
+            status[k] = "finished" if code == 0 and fold_finished(fold_dir(root, k)) else \
+                f"failed (exit {code}, see {log_path})"
+            logger.info("fold %d: %s", k, status[k])
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        list(pool.map(run, todo))
+    return {k: status[k] for k in folds}
+
+
+def collect_fold_results(root, folds, split="validation"):
+    """Each finished fold's metrics on `split` (from its ser_results.json), with the speakers it held out."""
+    import csv
+    import json
+
+    results = {}
+    for k in folds:
+        path = fold_dir(root, k)
+        if not fold_finished(path):
+            continue
+        metrics = json.loads((path / RESULTS_FILE).read_text())[split]
+        with open(path / f"predictions_{split}.csv") as handle:
+            speakers = sorted({row["speaker"] for row in csv.DictReader(handle)})
+        results[k] = {**metrics, "speakers": speakers}
+    return results
+
+
+def summarize(fold_results, label_names, baseline=None):
+    """Per-fold rows, mean +- std, and the pooled confusion matrix of all held-out clips.
+
+    Args:
+        fold_results: {fold: SER metrics (ua, wa, macro_f1, confusion_matrix, num_examples) + speakers}.
+        label_names: label names in id order.
+        baseline: optional {fold: SVM metrics on the same fold} to report beside each fold.
+
+    Returns:
+        dict with `folds` (one row per fold), `summary` (mean/std per metric), `pooled` (metrics of the summed
+        confusion matrix: every clip scored once by the model that never saw its speaker), and the same for
+        `baseline` when given.
+    """
+    folds = sorted(fold_results)
+    rows = [{"fold": k, "speakers": fold_results[k].get("speakers", []),
+             "num_examples": int(fold_results[k]["num_examples"]),
+             **{m: float(fold_results[k][m]) for m in METRICS}} for k in folds]
+    pooled_cm = np.sum([fold_results[k]["confusion_matrix"] for k in folds], axis=0).astype(int).tolist()
+    report = {"labels": list(label_names), "folds": rows, "summary": mean_std(rows),
+              "pooled": compute_ser_metrics_from_confusion(pooled_cm, label_names)}
+    if baseline:
+        shared = [k for k in folds if k in baseline]
+        base_rows = [{"fold": k, **{m: float(baseline[k][m]) for m in METRICS}} for k in shared]
+        report["baseline"] = {"name": "SVM on MFCC + prosody statistics", "folds": base_rows,
+                              "summary": mean_std(base_rows) if base_rows else {}}
+    return report
+
+
+def _pct(value):
+    return f"{100 * value:.1f}"
+
+
+def markdown_table(report):
+    """The cross-validation table: one row per fold and a mean +- std row, the SVM baseline beside each."""
+    base = {row["fold"]: row for row in report.get("baseline", {}).get("folds", [])}
+    head = ["fold", "held-out speakers", "clips", "UA %", "WA %", "macro-F1 %"]
+    if base:
+        head += ["SVM UA %", "SVM WA %", "SVM macro-F1 %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in report["folds"]:
+        cells = [str(row["fold"]), ", ".join(row["speakers"]), str(row["num_examples"]),
+                 *(_pct(row[m]) for m in METRICS)]
+        if base:
+            cells += [_pct(base[row["fold"]][m]) if row["fold"] in base else "" for m in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    mean = lambda s, m: f"{_pct(s[m]['mean'])} +- {_pct(s[m]['std'])}"  # noqa: E731
+    cells = ["**mean +- std**", f"{len(report['folds'])} folds", str(sum(r["num_examples"] for r in report["folds"])),
+             *(mean(report["summary"], m) for m in METRICS)]
+    if base:
+        cells += [mean(report["baseline"]["summary"], m) for m in METRICS]
+    lines.append("| " + " | ".join(cells) + " |")
+    pooled = report["pooled"]
+    lines.append(f"\nPooled over all held-out clips: UA {_pct(pooled['ua'])} %, WA {_pct(pooled['wa'])} %, "
+                 f"macro-F1 {_pct(pooled['macro_f1'])} % (chance UA {_pct(pooled['chance_ua'])} %, "
+                 f"majority-class WA {_pct(pooled['majority_baseline_wa'])} %).")
+    return "\n".join(lines)
+
+
+def write_crossval_report(root, report):
+    """crossval_results.json, crossval_results.md and the pooled confusion matrices (counts, row-normalised)."""
+    import json
+
+    from ser_hf.plots import plot_confusion_matrix
+
+    root = Path(root)
+    (root / CV_RESULTS_FILE).write_text(json.dumps(report, indent=2))
+    (root / CV_TABLE_FILE).write_text(markdown_table(report) + "\n")
+    n = len(report["folds"])
+    for normalize, name in ((False, "confusion_matrix.png"), (True, "confusion_matrix_normalized.png")):
+        plot_confusion_matrix(report["pooled"]["confusion_matrix"], report["labels"], root / name, normalize=normalize,
+                              title=f"Pooled over {n} speaker folds" + (" (row-normalised)" if normalize else ""))
+    return root / CV_RESULTS_FILE
+
+
+def svm_baseline(data_args, folds, report_dir, workers=None, seed=0):
+    """The classical SVM baseline on exactly the folds (and scanned files) the neural runs use.
+
+    Features are extracted once for the whole corpus; each fold then fits on its training speakers only.
+
+    Returns:
+        {fold: result of `ser_hf.baseline.evaluate_svm_fold`}.
+    """
+    import dataclasses
+
+    from ser_hf.baseline import evaluate_svm_fold, extract_all
+    from ser_hf.data import exclude_bad_audio, prepare_splits
+
+    splits_by_fold, label_names = {}, None
+    for k in folds:
+        splits, label_names, _ = prepare_splits(dataclasses.replace(data_args, fold=k, test_fold=None))
+        splits_by_fold[k], _ = exclude_bad_audio(splits, data_args, report_dir)
+    paths = sorted({row["path"] for splits in splits_by_fold.values() for rows in splits.values() for row in rows})
+    features = dict(zip(paths, extract_all(paths, workers=workers)))
+    results = {}
+    for k, splits in splits_by_fold.items():
+        results[k] = evaluate_svm_fold(features, splits["train"], splits["validation"], label_names, seed=seed)
+        logger.info("SVM baseline, fold %d: UA %.3f  WA %.3f  macro-F1 %.3f", k, results[k]["ua"], results[k]["wa"],
+                    results[k]["macro_f1"])
+    return results
