@@ -15,7 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# Run from a checkout without installing. recipes/ itself comes off the path: recipes/evaluate.py would shadow
+# the `evaluate` library.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
 
 import numpy as np
 from ser_hf.baseline import evaluate_svm_fold, extract_all

@@ -19,7 +19,10 @@ import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# Run from a checkout without installing. recipes/ itself comes off the path: recipes/evaluate.py would shadow
+# the `evaluate` library.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
 
 from ser_hf.config import parse_config
 from ser_hf.crossval import (

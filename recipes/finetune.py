@@ -9,12 +9,16 @@ command line (which wins): see `python recipes/finetune.py --help`.
 """
 
 import contextlib
+import dataclasses
 import json
 import logging
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+# Run from a checkout without installing. recipes/ itself comes off the path: recipes/evaluate.py would shadow
+# the `evaluate` library.
+_ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
 
 import datasets
 import transformers
@@ -22,9 +26,11 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ser_hf.audio import AudioCollator
 from ser_hf.callbacks import PreemptionCallback
+from ser_hf.diagnostics import TrainingDiagnostics
+from ser_hf.error_analysis import format_error_analysis, write_error_analysis
 from ser_hf.checkpoints import OutputDirLock, check_output_dir, resolve_resume, save_final_model_atomically
 from ser_hf.config import parse_config
-from ser_hf.data import build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits
+from ser_hf.data import DATA_ARGS_FILE, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits
 from ser_hf.hub import push_output_dir
 from ser_hf.imbalance import class_weights
 from ser_hf.labels import label_maps
@@ -76,6 +82,8 @@ def _run(model_args, data_args, training_args, resume, command):
     logger.info("Clips per class and split:\n%s", counts_table)
     if training_args.process_index == 0:
         Path(training_args.output_dir, "class_counts.json").write_text(json.dumps(class_counts(splits, label_names), indent=2))
+        # recipes/evaluate.py rebuilds the same splits from it.
+        Path(training_args.output_dir, DATA_ARGS_FILE).write_text(json.dumps(dataclasses.asdict(data_args), indent=2))
     id2label, label2id = label_maps(label_names)
 
     model, feature_extractor = build_model(model_args, id2label, label2id)
@@ -85,7 +93,9 @@ def _run(model_args, data_args, training_args, resume, command):
     # We push the output dir ourselves at the end: the Trainer's own push uploads training_args.bin.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     preemption = PreemptionCallback()
-    callbacks = [preemption]
+    diagnostics = TrainingDiagnostics(label_names, collapse_evaluations=training_args.diagnostics_collapse_evaluations,
+                                      stall_evaluations=training_args.diagnostics_stall_evaluations)
+    callbacks = [preemption, diagnostics]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience,
                                                training_args.early_stopping_threshold))
@@ -97,7 +107,7 @@ def _run(model_args, data_args, training_args, resume, command):
         eval_dataset=data["validation"],
         data_collator=AudioCollator(feature_extractor.model_input_names[0], pad_to, feature_extractor.padding_value),
         processing_class=feature_extractor,
-        compute_metrics=make_compute_metrics(label_names),
+        compute_metrics=make_compute_metrics(label_names, on_predictions=diagnostics.record),
         callbacks=callbacks,
         uses_attention_mask=uses_attention_mask(feature_extractor),
         class_weights=class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
@@ -123,10 +133,13 @@ def _run(model_args, data_args, training_args, resume, command):
     if trainer.is_world_process_zero():
         for split, rows in predictions.items():
             write_predictions_csv(rows, Path(training_args.output_dir) / f"predictions_{split}.csv", data_args.data_dir)
+            _, analysis = write_error_analysis(rows, label_names, Path(training_args.output_dir) / f"error_analysis_{split}.json",
+                                               data_args.data_dir)
+            logger.info("%s", format_error_analysis(analysis, split))
         card = card_info(model_args, data_args, training_args, label_names, split_name, split_protocol,
                          num_train=len(data["train"]), num_eval=len(data["validation"]), command=command,
                          data_markdown=f"Clips per class and split:\n\n{counts_table}\n\n{report_markdown(data_report)}")
-        write_reports(training_args.output_dir, results, label_names, trainer.state.log_history, card)
+        write_reports(training_args.output_dir, results, label_names, trainer.state.log_history, card, diagnostics)
         print(results_table(results, training_args.output_dir))
         if push_to_hub:
             url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,

@@ -186,6 +186,18 @@ class SERTrainingArguments(TrainingArguments):
         default="none",
         metadata={"help": "Weighted cross-entropy from the training class counts: none, inverse or sqrt_inverse."},
     )
+    balanced_sampling: bool = field(
+        default=False,
+        metadata={"help": "Draw training clips with probability 1 / (clips of their class), with replacement, so "
+                  "every class is seen equally often per epoch (an alternative to class_weighting)."},
+    )
+    diagnostics_collapse_evaluations: int = field(
+        default=2, metadata={"help": "Warn when the model predicts one class for most of the evaluation set this "
+                             "many evaluations in a row (ser_hf/diagnostics.py)."}
+    )
+    diagnostics_stall_evaluations: int = field(
+        default=3, metadata={"help": "Warn when metric_for_best_model has not moved for this many evaluations."}
+    )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the newest intact checkpoint (= resume_from_checkpoint auto)."}
     )

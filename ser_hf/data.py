@@ -13,6 +13,9 @@ from ser_hf.labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
 
+# The run's DataArguments, saved in its output dir so that recipes/evaluate.py can rebuild the same splits.
+DATA_ARGS_FILE = "data_args.json"
+
 # What the model card says about each corpus ("other": a user's corpus, whose licence we cannot know).
 CORPUS_INFO = {
     "ravdess": {"name": "RAVDESS", "dataset_id": None, "license": "cc-by-nc-sa-4.0"},

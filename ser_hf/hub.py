@@ -24,6 +24,8 @@ UPLOAD_EXCLUDE = (
     "optimizer*", "*/optimizer*", "scheduler*", "*/scheduler*", "rng_state*", "*/rng_state*",
     "*.pt", "*.pth", "*.ckpt",
     "trainer_state.json", "*/trainer_state.json",
+    # Local corpus paths, for recipes/evaluate.py on this machine only.
+    "data_args.json",
     # Experiment-tracker logs.
     "runs/", "*/runs/", "wandb/", "*tfevents*",
     # Half-written or lock files from an interrupted or concurrent run.

@@ -165,3 +165,41 @@ def plot_per_class_recall(recalls: dict[str, float | None], path) -> Path:
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_prediction_histogram(evaluations, label_names, path) -> Path:
+    """Share of evaluation clips predicted as each class, at every evaluation (stacked bars).
+
+    A healthy run spreads its predictions over the classes; a collapsed one shows one colour taking most of a
+    bar.
+
+    Args:
+        evaluations: `TrainingDiagnostics.history`: dicts with `step` and `predicted` ({class: count}).
+        label_names: class names in id order (legend and stacking order).
+        path: PNG file to write.
+
+    Returns:
+        The path written.
+    """
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(evaluations) + 3.0), 4.5))
+    if evaluations:
+        steps = [str(e["step"]) for e in evaluations]
+        counts = np.array([[e["predicted"].get(name, 0) for name in label_names] for e in evaluations], dtype=float)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        # tab20 keeps up to 20 classes apart (CREMA-D's 21 repeats one colour, with its name in the legend).
+        colors = plt.get_cmap("tab20" if len(label_names) > 10 else "tab10")(np.arange(len(label_names)) % 20)
+        bottom = np.zeros(len(evaluations))
+        for i, name in enumerate(label_names):
+            ax.bar(steps, shares[:, i], bottom=bottom, color=colors[i], label=name, width=0.8)
+            bottom += shares[:, i]
+        ax.set_ylim(0, 1)
+        handles, names = ax.get_legend_handles_labels()  # reversed: the legend reads top-down like the stack
+        ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title="predicted")
+    else:
+        ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xlabel("evaluation at step")
+    ax.set_ylabel("share of evaluation clips")
+    ax.set_title("Predicted classes at each evaluation")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -12,7 +12,9 @@ import numpy as np
 from ser_hf.data import CORPUS_INFO
 from ser_hf.metrics import compute_ser_metrics
 from ser_hf.model_card import ModelCardInfo, write_model_card
-from ser_hf.plots import plot_confusion_matrix, plot_per_class_recall, plot_training_curves
+from ser_hf.plots import (
+    plot_confusion_matrix, plot_per_class_recall, plot_prediction_histogram, plot_training_curves,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +87,7 @@ def write_predictions_csv(rows, path, data_dir):
     return Path(path)
 
 
-def write_reports(output_dir, results, label_names, log_history, card_info):
+def write_reports(output_dir, results, label_names, log_history, card_info, diagnostics=None):
     """Write results json, plots and README.md model card.
 
     Args:
@@ -94,6 +96,8 @@ def write_reports(output_dir, results, label_names, log_history, card_info):
         label_names: names in id order.
         log_history: `trainer.state.log_history`.
         card_info: `ModelCardInfo` without metrics and plots (filled here).
+        diagnostics: the run's `TrainingDiagnostics`: its prediction histogram is plotted and its warnings go on
+            the card, so a collapsed or stalled run says so where its numbers are read.
 
     Returns:
         Path of the model card.
@@ -109,6 +113,10 @@ def write_reports(output_dir, results, label_names, log_history, card_info):
         ),
         plot_per_class_recall(dict(zip(label_names, headline["per_class_recall"])), output_dir / "per_class_recall.png"),
     ]
+    if diagnostics is not None:
+        diagnostics.save(output_dir)
+        plots.append(plot_prediction_histogram(diagnostics.history, label_names, output_dir / "prediction_histogram.png"))
+        card_info.notes += [f"Training diagnostics: {message}" for _, message in diagnostics.warnings]
     card_info.metrics = headline
     card_info.plots = [Path(p).name for p in plots]
     return write_model_card(output_dir, card_info)
@@ -160,8 +168,8 @@ def results_table(results, output_dir):
     lines = [f"{'split':<12}{'UA':>8}{'WA':>8}{'macro-F1':>10}{'clips':>7}"]
     for split, m in results.items():
         lines.append(f"{split:<12}{m['ua']:>8.3f}{m['wa']:>8.3f}{m['macro_f1']:>10.3f}{m['num_examples']:>7}")
-    lines.append(f"majority-class WA {results['validation']['majority_baseline_wa']:.3f}, "
-                 f"chance UA {results['validation']['chance_ua']:.3f}")
+    headline = results.get("validation") or next(iter(results.values()))
+    lines.append(f"majority-class WA {headline['majority_baseline_wa']:.3f}, chance UA {headline['chance_ua']:.3f}")
     lines.append(f"model: {output_dir}")
     return "\n".join(lines)
 

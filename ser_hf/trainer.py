@@ -1,7 +1,11 @@
 """SERTrainer: the Trainer with SER learning-rate schedules and pipeline-faithful evaluation."""
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 from transformers.trainer_utils import SchedulerType
 
@@ -27,6 +31,20 @@ def _check_finite(inputs, paths):
             "saved checkpoint is intact.")
 
 
+def balanced_sample_weights(labels):
+    """Sampling weight of each clip, 1 / (clips of its class): every class is drawn equally often.
+
+    Args:
+        labels: the training label ids, one per clip.
+
+    Returns:
+        a float64 tensor with one weight per clip.
+    """
+    labels = np.asarray(labels, dtype=int)
+    counts = np.bincount(labels)
+    return torch.as_tensor(1.0 / counts[labels], dtype=torch.float64)
+
+
 class SERTrainer(Trainer):
     """Trainer for audio classification.
 
@@ -35,6 +53,9 @@ class SERTrainer(Trainer):
     - Evaluation of models without an attention mask (group-norm wav2vec2) runs each clip at its own
       length, because zero padding changes what such a model pools: the metrics equal the pipeline's.
 
+    - `balanced_sampling` (a training argument): clips drawn with probability 1 / (clips of their class).
+    - A non-finite gradient norm stops training before the optimizer step (as a non-finite loss does before
+      backward), so no NaN reaches the weights or a later checkpoint.
     - `crop_training_batches`: training batches are cut to their shortest clip (a random window of each
       clip) instead of being padded, so a model without an attention mask never trains on zeros.
 
@@ -50,6 +71,29 @@ class SERTrainer(Trainer):
         self.uses_attention_mask = uses_attention_mask
         self.crop_training_batches = crop_training_batches
         self.class_weights = class_weights
+        self._paths_since_step = []  # files behind the gradients of the coming optimizer step
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not getattr(self.args, "balanced_sampling", False):
+            return super()._get_train_sampler(train_dataset)
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        # The label column without the audio transform (nothing is decoded).
+        weights = balanced_sample_weights(list(dataset.with_format(None)["label"]))
+        # Drawn from torch's global RNG at each epoch, as RandomSampler is: seeded and checkpointed by the Trainer.
+        return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        grad_norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        finite = grad_norm is None or math.isfinite(float(grad_norm))
+        # With fp16 loss scaling an overflow is routine: the scaler skips that step and lowers the scale.
+        if not finite and getattr(self.accelerator, "scaler", None) is None:
+            raise NonFiniteError(
+                f"the gradient norm is {float(grad_norm)} at step {self.state.global_step + 1} (batches of "
+                f"{_name(self._paths_since_step)}); stopped before the optimizer step, so the weights and the last "
+                "saved checkpoint are intact. Lower the learning rate, keep max_grad_norm > 0, or use bf16 "
+                "instead of fp16.")
+        self._paths_since_step = []
+        return grad_norm
 
     def create_scheduler(self, num_training_steps, optimizer=None):
         if self.lr_scheduler is None:
@@ -89,6 +133,8 @@ class SERTrainer(Trainer):
         attention_mask = inputs.pop("attention_mask", None)
         paths = inputs.pop("paths", None)
         _check_finite(inputs, paths)
+        if model.training and paths:
+            self._paths_since_step.extend(paths)
         if model.training and self.crop_training_batches and attention_mask is not None:
             inputs, attention_mask = self._crop_to_shortest(inputs, attention_mask)
         if self.uses_attention_mask:

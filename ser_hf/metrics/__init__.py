@@ -72,11 +72,13 @@ def metric_key(label_name):
     return re.sub(r"[^0-9A-Za-z_-]+", "_", str(label_name)).strip("_")
 
 
-def make_compute_metrics(label_names):
+def make_compute_metrics(label_names, on_predictions=None):
     """Build a `compute_metrics` function for `transformers.Trainer`.
 
     Args:
         label_names: label names in id order (as in `config.id2label`).
+        on_predictions: optional `f(predicted_ids, label_ids)` called at every evaluation, e.g.
+            `TrainingDiagnostics.record` (the Trainer passes only scalar metrics to callbacks).
 
     Returns:
         A function taking an `EvalPrediction` and returning flat float scores: `ua`, `wa`, `macro_f1` and
@@ -97,6 +99,8 @@ def make_compute_metrics(label_names):
         if isinstance(label_ids, (tuple, list)):
             label_ids = label_ids[0]
         predictions = np.asarray(logits).argmax(axis=-1)
+        if on_predictions is not None:
+            on_predictions(predictions, label_ids)
         scores = compute_ser_metrics(predictions, label_ids, label_names)
         flat = {name: float(scores[name]) for name in ("ua", "wa", "macro_f1")}
         for key, recall in zip(keys, scores["per_class_recall"]):

@@ -1,0 +1,149 @@
+"""Training diagnostics: notice the failures SER users report, and say what usually causes them.
+
+"Validation accuracy stays constant", "the model predicts one class" and "the loss plateaus" look like
+success in a loss curve read quickly. `TrainingDiagnostics` keeps a prediction histogram at every evaluation
+and warns once, in the log and on the model card, when
+
+- the model predicts one class for most of the evaluation set (collapse), for `collapse_evaluations`
+  evaluations in a row;
+- `metric_for_best_model` has not moved for `stall_evaluations` evaluations in a row.
+
+Non-finite losses and gradient norms stop training in `SERTrainer` (before the weights are touched).
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+DIAGNOSTICS_FILE = "diagnostics.json"
+
+COLLAPSE_HELP = (
+    "Likely causes: a learning rate too high for this model (divide it by 3), too few steps or no warmup, class "
+    "imbalance (--class_weighting inverse or --balanced_sampling true), batches that hold one emotion (length-"
+    "grouped batches when clip length follows emotion: --train_sampling_strategy random), or zero-padding that a "
+    "model without an attention mask learns from (--padding crop). If it persists to the end, the reported UA is "
+    "close to chance."
+)
+STALL_HELP = (
+    "Likely causes: the learning rate is too low to move a frozen or pretrained encoder (raise it, or unfreeze "
+    "layers), or too high and the model is stuck predicting a fixed set of classes (see the prediction histogram "
+    "in diagnostics.json); an evaluation split too small to change by one clip; training data that does not "
+    "reach the model (check class_counts.json and data_report.json)."
+)
+
+
+def collapsed_class(predictions, references, num_labels):
+    """The class the model has collapsed onto, or None.
+
+    A model has collapsed onto class c when it predicts c for at least half of the clips whose true class is
+    not c. Measured against the other classes' clips, the test means the same on balanced and imbalanced
+    evaluation sets: predicting the majority class for exactly its own clips is no collapse.
+
+    Args:
+        predictions, references: label ids of one evaluation.
+        num_labels: size of the label set.
+
+    Returns:
+        (class id, share of all clips predicted as it), or None.
+    """
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    counts = np.bincount(predictions, minlength=num_labels)
+    top = int(counts.argmax())
+    others = references != top
+    if others.sum() == 0 or (predictions[others] == top).mean() < 0.5:
+        return None
+    return top, float(counts[top] / len(predictions))
+
+
+class TrainingDiagnostics(TrainerCallback):
+    """Prediction histograms and collapse / stall warnings at every evaluation.
+
+    `compute_metrics` hands each evaluation's predictions to `record` (see `ser_hf.metrics.make_compute_metrics`);
+    `on_evaluate` then checks them. Histograms and warnings go to `output_dir/diagnostics.json` (main process).
+
+    Args:
+        label_names: class names in id order.
+        collapse_evaluations: evaluations in a row with a collapsed model before warning.
+        stall_evaluations: evaluations in a row without any change of the watched metric before warning.
+        stall_tolerance: a change smaller than this counts as no change.
+    """
+
+    def __init__(self, label_names, collapse_evaluations=2, stall_evaluations=3, stall_tolerance=1e-4):
+        self.label_names = list(label_names)
+        self.collapse_evaluations = collapse_evaluations
+        self.stall_evaluations = stall_evaluations
+        self.stall_tolerance = stall_tolerance
+        self.history = []  # one entry per evaluation: step, prediction counts, watched metric, collapse
+        self.warnings = []  # (kind, message), each kind once
+        self._pending = None
+
+    def record(self, predictions, references):
+        """Keep one evaluation's predicted and true label ids until `on_evaluate` sees its metrics."""
+        self._pending = (np.asarray(predictions).reshape(-1), np.asarray(references).reshape(-1))
+
+    def _warn(self, kind, message):
+        if kind not in {k for k, _ in self.warnings}:
+            self.warnings.append((kind, message))
+            logger.warning(message)
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if self._pending is None:  # an evaluation without our compute_metrics (e.g. a custom eval loop)
+            return control
+        predictions, references = self._pending
+        self._pending = None
+        counts = np.bincount(predictions, minlength=len(self.label_names)).tolist()
+        watched = "eval_" + (args.metric_for_best_model or "loss").removeprefix("eval_")
+        collapse = collapsed_class(predictions, references, len(self.label_names))
+        self.history.append({"step": state.global_step, "epoch": state.epoch,
+                             "predicted": dict(zip(self.label_names, counts)),
+                             watched: (metrics or {}).get(watched),
+                             "collapsed_onto": None if collapse is None else self.label_names[collapse[0]]})
+        logger.info("Predictions at step %d: %s", state.global_step,
+                    ", ".join(f"{name} {n}" for name, n in zip(self.label_names, counts)))
+        self._check_collapse(state, len(predictions))
+        self._check_stall(watched)
+        if state.is_world_process_zero and args.output_dir:
+            self.save(args.output_dir)
+        return control
+
+    def _check_collapse(self, state, n):
+        recent = self.history[-self.collapse_evaluations:]
+        if len(recent) < self.collapse_evaluations or any(h["collapsed_onto"] is None for h in recent):
+            return
+        name = recent[-1]["collapsed_onto"]
+        share = recent[-1]["predicted"][name] / n
+        self._warn("collapse", f"The model predicts '{name}' for {share:.0%} of the {n} evaluation clips at step "
+                   f"{state.global_step} ({len(recent)} evaluations in a row): it has collapsed onto one class. "
+                   + COLLAPSE_HELP)
+
+    def _check_stall(self, watched):
+        values = [h[watched] for h in self.history[-(self.stall_evaluations + 1):]]
+        if len(values) <= self.stall_evaluations or any(v is None for v in values):
+            return
+        if max(values) - min(values) < self.stall_tolerance:
+            self._warn("stall", f"{watched} has stayed at {values[-1]:.4f} for {self.stall_evaluations} "
+                       "evaluations in a row: training has stalled. " + STALL_HELP)
+
+    def save(self, output_dir):
+        """Write the histograms and warnings to `output_dir/diagnostics.json`."""
+        Path(output_dir).mkdir(parents=True, exist_ok=True)
+        blob = {"labels": self.label_names, "evaluations": self.history,
+                "warnings": [{"kind": kind, "message": message} for kind, message in self.warnings]}
+        path = Path(output_dir) / DIAGNOSTICS_FILE
+        path.write_text(json.dumps(blob, indent=2))
+        return path
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run picks up the history written before the interruption (up to the checkpoint's step), so
+        # a collapse or a stall that began before it is still counted.
+        path = Path(args.output_dir or ".") / DIAGNOSTICS_FILE
+        if state.global_step > 0 and not self.history and path.is_file():
+            blob = json.loads(path.read_text())
+            self.history = [h for h in blob.get("evaluations", []) if h["step"] <= state.global_step]
+            self.warnings = [(w["kind"], w["message"]) for w in blob.get("warnings", [])]
+        return control
