@@ -77,8 +77,11 @@ class SERTrainer(Trainer):
         if not getattr(self.args, "balanced_sampling", False):
             return super()._get_train_sampler(train_dataset)
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        # The label column without the audio transform (nothing is decoded).
-        weights = balanced_sample_weights(list(dataset.with_format(None)["label"]))
+        if hasattr(dataset, "with_format"):  # a datasets.Dataset: its label column, without decoding any audio
+            labels = list(dataset.with_format(None)["label"])
+        else:
+            labels = [int(item["labels"]) for item in dataset]
+        weights = balanced_sample_weights(labels)
         # Drawn from torch's global RNG at each epoch, as RandomSampler is: seeded and checkpointed by the Trainer.
         return WeightedRandomSampler(weights, num_samples=len(weights), replacement=True)
 

@@ -55,7 +55,9 @@ def test_output_dir_is_hub_ready(trained):
     output_dir, results = trained
     for name in ["model.safetensors", "config.json", "preprocessor_config.json", "README.md", "ser_results.json",
                  "confusion_matrix.png", "confusion_matrix_normalized.png", "training_curves.png",
-                 "per_class_recall.png", "predictions_validation.csv", "predictions_test.csv"]:
+                 "per_class_recall.png", "predictions_validation.csv", "predictions_test.csv", "diagnostics.json",
+                 "prediction_histogram.png", "error_analysis_validation.json", "error_analysis_test.json",
+                 "data_args.json"]:
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"]["4"] == "angry" and config["label2id"]["surprised"] == 7
@@ -65,6 +67,10 @@ def test_output_dir_is_hub_ready(trained):
     assert list(output_dir.glob("runs/*/events.out.tfevents.*")), "report_to tensorboard wrote no event file"
     uploaded = files_to_upload(output_dir)
     assert "training_args.bin" not in uploaded and not any(f.startswith("checkpoint-") for f in uploaded)
+    assert "data_args.json" not in uploaded  # local corpus paths stay local
+    diagnostics = json.loads((output_dir / "diagnostics.json").read_text())
+    assert [e["step"] for e in diagnostics["evaluations"]] == [6, 12]  # one histogram per evaluation
+    assert all(sum(e["predicted"].values()) == 16 for e in diagnostics["evaluations"])
     assert {"model.safetensors", "config.json", "preprocessor_config.json", "README.md"} <= set(uploaded)
 
     card = ModelCard.load(output_dir / "README.md")
@@ -141,3 +147,22 @@ def test_run_sh_ravdess_fine_tunes_a_pretrained_folder(ravdess_tree, tmp_path):
     card = (output_dir / "README.md").read_text()
     assert "bash run.sh ravdess" in card  # the command the user typed is on the card
     assert f"base_model: {encoder_dir}" not in card  # a local path is no Hub base model
+
+
+def test_evaluate_recipe_reproduces_the_run_and_analyses_errors(trained, tmp_path):
+    # As a user runs it: a subprocess from the repo root (recipes/evaluate.py must not shadow `evaluate`).
+    output_dir, results = trained
+    proc = subprocess.run([sys.executable, "recipes/evaluate.py", "--model", str(output_dir), "--output_dir",
+                           str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Most confused pairs (validation" in proc.stdout
+    for split in ("validation", "test"):
+        with open(output_dir / f"predictions_{split}.csv") as a, open(tmp_path / f"predictions_{split}.csv") as b:
+            trained_rows, evaluated_rows = list(csv.DictReader(a)), list(csv.DictReader(b))
+        assert [(r["path"], r["predicted"]) for r in evaluated_rows] == [(r["path"], r["predicted"]) for r in trained_rows]
+        analysis = json.loads((tmp_path / f"error_analysis_{split}.json").read_text())
+        wrong = sum(r["true"] != r["predicted"] for r in evaluated_rows)
+        assert sum(p["count"] for p in analysis["most_confused_pairs"]) == wrong
+        assert set(analysis["per_speaker"]) == {r["speaker"] for r in evaluated_rows}
+    evaluated = json.loads((tmp_path / "ser_results.json").read_text())
+    assert evaluated["validation"]["ua"] == pytest.approx(results["validation"]["ua"])

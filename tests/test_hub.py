@@ -26,6 +26,7 @@ PUBLISHED = [
 ]
 PRIVATE = [
     "training_args.bin",
+    "data_args.json",  # local corpus paths
     "trainer_state.json",
     "optimizer.pt",
     "scheduler.pt",

@@ -142,3 +142,47 @@ def test_class_weights_weigh_the_loss(tmp_path):
     expected = torch.nn.functional.cross_entropy(logits, inputs["labels"], weight=trainer.class_weights)
     assert loss == pytest.approx(float(expected))
     assert loss != pytest.approx(float(torch.nn.functional.cross_entropy(logits, inputs["labels"])))
+
+
+def test_balanced_sampler_draws_every_class_equally_often(tmp_path):
+    from datasets import Dataset
+    from torch.utils.data import WeightedRandomSampler
+
+    from ser_hf.trainer import balanced_sample_weights
+
+    labels = [0] * 90 + [1] * 8 + [2] * 2  # 45:4:1 imbalance
+    weights = balanced_sample_weights(labels)
+    assert weights[0] == pytest.approx(1 / 90) and weights[-1] == pytest.approx(1 / 2)
+    dataset = Dataset.from_dict({"label": labels})
+    trainer = _trainer(tmp_path, balanced_sampling=True)
+    sampler = trainer._get_train_sampler(dataset)
+    assert isinstance(sampler, WeightedRandomSampler) and len(sampler) == len(labels)  # one epoch = the corpus size
+    torch.manual_seed(0)
+    drawn = np.bincount([labels[i] for _ in range(30) for i in sampler], minlength=3) / (30 * len(labels))
+    assert drawn == pytest.approx([1 / 3] * 3, abs=0.04)
+    unbalanced = _trainer(tmp_path)._get_train_sampler(dataset)
+    assert not isinstance(unbalanced, WeightedRandomSampler)  # off by default
+
+
+def test_non_finite_gradient_stops_before_the_optimizer_step(tmp_path):
+    from safetensors.torch import load_file
+
+    from ser_hf.audio import AudioCollator
+    from ser_hf.trainer import NonFiniteError
+
+    rng = np.random.default_rng(0)
+    data = [{"input_values": rng.standard_normal(4000).astype(np.float32), "labels": i % 3, "path": f"clip{i}.wav"}
+            for i in range(4)]
+    args = SERTrainingArguments(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, save_steps=1,
+                                save_strategy="steps", report_to="none", use_cpu=True, learning_rate=1e-3,
+                                train_sampling_strategy="sequential", remove_unused_columns=False)
+    trainer = SERTrainer(model=_tiny_model(), args=args, train_dataset=data, data_collator=AudioCollator())
+    # The loss stays finite; the gradients of the 2nd step do not (as an overflow in backward would make them).
+    param = trainer.model.classifier.weight
+    param.register_hook(lambda grad: grad * float("nan") if trainer.state.global_step >= 1 else grad)
+    with pytest.raises(NonFiniteError, match=r"gradient norm is nan at step 2 .*clip2\.wav, clip3\.wav"):
+        trainer.train()
+    saved = load_file(tmp_path / "checkpoint-1" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in saved.values())
+    assert torch.isfinite(param).all()  # the optimizer never applied the NaN gradients
+    assert torch.equal(param.detach(), saved["classifier.weight"])  # nothing changed after the last good step
