@@ -62,7 +62,8 @@ def main(argv=None):
     parser.add_argument("--launcher", help='how each fold starts, e.g. "accelerate launch --num_processes 4"')
     parser.add_argument("--baseline", choices=("true", "false"), default="true",
                         help="run the MFCC + prosody SVM on the same folds and report it beside each fold")
-    args, passthrough = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, passthrough = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     for name in ("fold", "test_fold", "train_manifest"):
@@ -94,7 +95,8 @@ def main(argv=None):
             baseline.update(svm_baseline(data_args, missing, root, workers=data_args.scan_workers))
             cached.write_text(json.dumps(baseline, indent=2))
 
-    status = run_folds(args.config, passthrough, folds, root, parallel=args.parallel, launcher=args.launcher)
+    status = run_folds(args.config, passthrough, folds, root, parallel=args.parallel, launcher=args.launcher,
+                       command=" ".join(["python recipes/crossval.py", *argv]))
     fold_results = collect_fold_results(root, folds)
     if not fold_results:
         logger.error("no fold finished: %s", status)

@@ -67,7 +67,7 @@ def _threads_per_run(parallel):
     return str(max(1, (os.cpu_count() or 1) // parallel))
 
 
-def run_folds(config, args, folds, root, parallel=1, launcher=None):
+def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None):
     """Train every unfinished fold; finished folds are kept as they are.
 
     Args:
@@ -78,6 +78,7 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None):
         parallel: folds trained at once. On CPU, two single-threaded runs get more done than one run on two
             threads (small convolutions do not scale across cores); each run gets cores/parallel threads.
         launcher: see `fold_command`.
+        command: the cross-validation command, shown on each fold's model card (unless run.sh set one).
 
     Returns:
         {fold: "finished" | "skipped" | "failed (exit N, see LOG)"}.
@@ -93,6 +94,8 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None):
         else:
             todo.append(k)
     env = dict(os.environ)
+    if command:
+        env.setdefault("SER_HF_COMMAND", command)  # finetune.py redacts secrets before printing it
     if parallel > 1:
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, _threads_per_run(parallel))

@@ -102,3 +102,10 @@ def test_crossval_refuses_a_single_fold_argument(ravdess_tree, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "recipes/crossval.py"), *_crossval_args(ravdess_tree, tmp_path),
                            "--fold", "2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "--fold does not apply to cross-validation" in proc.stderr
+
+
+def test_run_sh_cv_flag_routes_to_crossval(ravdess_tree, tmp_path):
+    # --fold with --cv: only crossval.py refuses it, so the refusal shows where run.sh sent the command.
+    proc = subprocess.run(["bash", str(ROOT / "run.sh"), "ravdess", "--cv", "--data_dir", str(ravdess_tree),
+                           "--fold", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "--fold does not apply to cross-validation" in proc.stderr
