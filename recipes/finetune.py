@@ -26,11 +26,11 @@ from transformers import EarlyStoppingCallback, set_seed
 
 from ser_hf.audio import AudioCollator
 from ser_hf.callbacks import PreemptionCallback
-from ser_hf.diagnostics import TrainingDiagnostics
-from ser_hf.error_analysis import format_error_analysis, write_error_analysis
 from ser_hf.checkpoints import OutputDirLock, check_output_dir, resolve_resume, save_final_model_atomically
 from ser_hf.config import parse_config
 from ser_hf.data import DATA_ARGS_FILE, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits
+from ser_hf.diagnostics import TrainingDiagnostics
+from ser_hf.error_analysis import format_error_analysis, write_error_analysis
 from ser_hf.hub import push_output_dir
 from ser_hf.imbalance import class_weights
 from ser_hf.labels import label_maps

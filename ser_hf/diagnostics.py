@@ -86,10 +86,11 @@ class TrainingDiagnostics(TrainerCallback):
         """Keep one evaluation's predicted and true label ids until `on_evaluate` sees its metrics."""
         self._pending = (np.asarray(predictions).reshape(-1), np.asarray(references).reshape(-1))
 
-    def _warn(self, kind, message):
+    def _warn(self, kind, message, log=True):
         if kind not in {k for k, _ in self.warnings}:
             self.warnings.append((kind, message))
-            logger.warning(message)
+            if log:  # every DDP process sees the same gathered predictions: one of them says so
+                logger.warning(message)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         if self._pending is None:  # an evaluation without our compute_metrics (e.g. a custom eval loop)
@@ -103,15 +104,17 @@ class TrainingDiagnostics(TrainerCallback):
                              "predicted": dict(zip(self.label_names, counts)),
                              watched: (metrics or {}).get(watched),
                              "collapsed_onto": None if collapse is None else self.label_names[collapse[0]]})
-        logger.info("Predictions at step %d: %s", state.global_step,
-                    ", ".join(f"{name} {n}" for name, n in zip(self.label_names, counts)))
-        self._check_collapse(state, len(predictions))
-        self._check_stall(watched)
-        if state.is_world_process_zero and args.output_dir:
+        main = state.is_world_process_zero
+        if main:
+            logger.info("Predictions at step %d: %s", state.global_step,
+                        ", ".join(f"{name} {n}" for name, n in zip(self.label_names, counts)))
+        self._check_collapse(state, len(predictions), log=main)
+        self._check_stall(watched, log=main)
+        if main and args.output_dir:
             self.save(args.output_dir)
         return control
 
-    def _check_collapse(self, state, n):
+    def _check_collapse(self, state, n, log=True):
         recent = self.history[-self.collapse_evaluations:]
         if len(recent) < self.collapse_evaluations or any(h["collapsed_onto"] is None for h in recent):
             return
@@ -119,15 +122,15 @@ class TrainingDiagnostics(TrainerCallback):
         share = recent[-1]["predicted"][name] / n
         self._warn("collapse", f"The model predicts '{name}' for {share:.0%} of the {n} evaluation clips at step "
                    f"{state.global_step} ({len(recent)} evaluations in a row): it has collapsed onto one class. "
-                   + COLLAPSE_HELP)
+                   + COLLAPSE_HELP, log)
 
-    def _check_stall(self, watched):
+    def _check_stall(self, watched, log=True):
         values = [h[watched] for h in self.history[-(self.stall_evaluations + 1):]]
         if len(values) <= self.stall_evaluations or any(v is None for v in values):
             return
         if max(values) - min(values) < self.stall_tolerance:
             self._warn("stall", f"{watched} has stayed at {values[-1]:.4f} for {self.stall_evaluations} "
-                       "evaluations in a row: training has stalled. " + STALL_HELP)
+                       "evaluations in a row: training has stalled. " + STALL_HELP, log)
 
     def save(self, output_dir):
         """Write the histograms and warnings to `output_dir/diagnostics.json`."""
