@@ -9,7 +9,8 @@ Fold k is an ordinary finetune.py run in OUTPUT_DIR/fold_k (OUTPUT_DIR: --output
 output_dir + "_cv"). Finished folds are not retrained and an interrupted one resumes from its newest intact
 checkpoint, so rerunning the same command completes a cross-validation. The classical SVM baseline runs first on
 the same folds; OUTPUT_DIR gets crossval_results.json / .md (per-fold UA, WA, macro-F1, mean +- std, the SVM
-beside each fold) and the confusion matrix pooled over all held-out clips.
+beside each fold) and the confusion matrix pooled over all held-out clips. With --test_fold T, fold T is held out
+from every run and the fold models' averaged probabilities (an ensemble) are scored on it.
 """
 
 import argparse
@@ -27,6 +28,8 @@ sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() !=
 from ser_hf.config import parse_config
 from ser_hf.crossval import (
     collect_fold_results,
+    ensemble_on_test,
+    fold_dir,
     markdown_table,
     run_folds,
     summarize,
@@ -34,6 +37,7 @@ from ser_hf.crossval import (
     write_crossval_report,
 )
 from ser_hf.data import exclude_bad_audio, prepare_splits
+from ser_hf.reporting import write_predictions_csv
 
 logger = logging.getLogger("ser_hf")
 
@@ -66,17 +70,20 @@ def main(argv=None):
     args, passthrough = parser.parse_known_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
-    for name in ("fold", "test_fold", "train_manifest"):
+    for name in ("fold", "train_manifest"):
         if _pop_option(list(passthrough), name) is not None:
             parser.error(f"--{name} does not apply to cross-validation: every fold is held out in turn (use --folds)")
     root = _pop_option(passthrough, "output_dir")
     _, data_args, training_args = parse_config(args.config, passthrough)  # checks every field before hours of work
-    if data_args.test_fold is not None or data_args.train_manifest:
-        parser.error("the config sets test_fold or train_manifest; cross-validation holds out each fold in turn")
+    if data_args.train_manifest:
+        parser.error("the config sets train_manifest; cross-validation holds out each speaker fold in turn")
     root = Path(root or f"{training_args.output_dir.rstrip('/')}_cv")
-    folds = [int(k) for k in args.folds.split(",")] if args.folds else list(range(data_args.n_folds))
-    if not all(0 <= k < data_args.n_folds for k in folds):
-        parser.error(f"--folds {args.folds}: folds are 0..{data_args.n_folds - 1} (n_folds {data_args.n_folds})")
+    test = data_args.test_fold  # held out from every run; the fold models' ensemble is scored on it
+    folds = [int(k) for k in args.folds.split(",")] if args.folds else \
+        [k for k in range(data_args.n_folds) if k != test]
+    if not all(0 <= k < data_args.n_folds and k != test for k in folds):
+        parser.error(f"--folds {args.folds}: folds are 0..{data_args.n_folds - 1} (n_folds {data_args.n_folds}), "
+                     f"without the test fold {test}")
     data_args = dataclasses.replace(data_args, fold=folds[0])  # the config's own fold plays no part here
     root.mkdir(parents=True, exist_ok=True)
 
@@ -103,6 +110,9 @@ def main(argv=None):
         return 1
     report = summarize(fold_results, label_names, baseline)
     report["status"] = status
+    if test is not None:
+        report["ensemble"], rows = ensemble_on_test([fold_dir(root, k) for k in fold_results], data_args, test, root)
+        write_predictions_csv(rows, root / "ensemble_predictions_test.csv", data_args.data_dir)
     write_crossval_report(root, report)
     print(markdown_table(report))
     print(f"wrote {root}/crossval_results.json, crossval_results.md and the pooled confusion matrices")

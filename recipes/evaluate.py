@@ -24,16 +24,14 @@ _ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
 
 import yaml  # noqa: E402
-from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, HfArgumentParser  # noqa: E402
+from transformers import HfArgumentParser  # noqa: E402
 
-from ser_hf.audio import AudioCollator  # noqa: E402
-from ser_hf.config import DataArguments, SERTrainingArguments  # noqa: E402
+from ser_hf.config import DataArguments  # noqa: E402
 from ser_hf.data import DATA_ARGS_FILE, build_datasets, exclude_bad_audio, prepare_splits  # noqa: E402
 from ser_hf.error_analysis import format_error_analysis, write_error_analysis  # noqa: E402
-from ser_hf.modeling import uses_attention_mask  # noqa: E402
+from ser_hf.evaluation import load_trained  # noqa: E402
 from ser_hf.plots import plot_confusion_matrix  # noqa: E402
 from ser_hf.reporting import RESULTS_FILE, evaluate_split, results_table, write_predictions_csv  # noqa: E402
-from ser_hf.trainer import SERTrainer  # noqa: E402
 
 logger = logging.getLogger("ser_hf")
 
@@ -77,18 +75,10 @@ def main(argv=None):
     if not wanted:
         raise SystemExit(f"the data has no {args.split} split (held out: {[s for s in splits if s != 'train']})")
 
-    model = AutoModelForAudioClassification.from_pretrained(model_dir, use_safetensors=True)
-    feature_extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    data = build_datasets({s: splits[s] for s in wanted}, model.config.label2id, feature_extractor, data_args)
     with tempfile.TemporaryDirectory() as scratch:
-        trainer = SERTrainer(
-            model=model,
-            args=SERTrainingArguments(output_dir=scratch, per_device_eval_batch_size=args.batch_size, report_to="none",
-                                      remove_unused_columns=False, dataloader_num_workers=0),
-            data_collator=AudioCollator(feature_extractor.model_input_names[0], None, feature_extractor.padding_value),
-            uses_attention_mask=uses_attention_mask(feature_extractor),
-        )
+        trainer, feature_extractor, label_names = load_trained(model_dir, scratch, args.batch_size)
+        data = build_datasets({s: splits[s] for s in wanted}, trainer.model.config.label2id, feature_extractor,
+                              data_args)
         results = {}
         for split in wanted:
             results[split], rows = evaluate_split(trainer, data[split], label_names, split)

@@ -193,6 +193,12 @@ def markdown_table(report):
     if base:
         cells += [mean(report["baseline"]["summary"], m) for m in METRICS]
     lines.append("| " + " | ".join(cells) + " |")
+    if "ensemble" in report:
+        e = report["ensemble"]
+        lines.append(f"\nTest fold {e['test_fold']} ({', '.join(e['speakers'])}), held out from every run: one fold model "
+                     f"alone UA {mean(e['single_models'], 'ua')} %; the {e['models']} models' averaged probabilities "
+                     f"UA {_pct(e['ensemble']['ua'])} %, WA {_pct(e['ensemble']['wa'])} %, "
+                     f"macro-F1 {_pct(e['ensemble']['macro_f1'])} %.")
     pooled = report["pooled"]
     lines.append(f"\nPooled over all held-out clips: UA {_pct(pooled['ua'])} %, WA {_pct(pooled['wa'])} %, "
                  f"macro-F1 {_pct(pooled['macro_f1'])} % (chance UA {_pct(pooled['chance_ua'])} %, "
@@ -231,7 +237,8 @@ def svm_baseline(data_args, folds, report_dir, workers=None, seed=0):
 
     splits_by_fold, label_names = {}, None
     for k in folds:
-        splits, label_names, _ = prepare_splits(dataclasses.replace(data_args, fold=k, test_fold=None))
+        # A test fold stays out of the SVM's training too, as it does for the neural runs.
+        splits, label_names, _ = prepare_splits(dataclasses.replace(data_args, fold=k))
         splits_by_fold[k], _ = exclude_bad_audio(splits, data_args, report_dir)
     paths = sorted({row["path"] for splits in splits_by_fold.values() for rows in splits.values() for row in rows})
     features = dict(zip(paths, extract_all(paths, workers=workers)))
@@ -241,3 +248,46 @@ def svm_baseline(data_args, folds, report_dir, workers=None, seed=0):
         logger.info("SVM baseline, fold %d: UA %.3f  WA %.3f  macro-F1 %.3f", k, results[k]["ua"], results[k]["wa"],
                     results[k]["macro_f1"])
     return results
+
+
+def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16):
+    """Average the fold models' class probabilities on the test fold that none of them trained or selected on.
+
+    Args:
+        model_dirs: finished fold output dirs, all trained with `--test_fold test_fold`.
+        data_args: the DataArguments of the runs.
+        test_fold: the fold held out from every run.
+        report_dir: where the audio scan report of this evaluation goes.
+        batch_size: evaluation batch size.
+
+    Returns:
+        ({"test_fold", "speakers", "models", "single_models": mean/std of each model alone, "ensemble": metrics},
+         per-clip rows of the ensemble)
+    """
+    import dataclasses
+    import tempfile
+
+    from ser_hf.data import build_datasets, exclude_bad_audio, prepare_splits
+    from ser_hf.evaluation import load_trained
+    from ser_hf.metrics import compute_ser_metrics
+    from ser_hf.reporting import predict_probabilities, score_probabilities
+
+    other = next(k for k in range(data_args.n_folds) if k != test_fold)  # any validation fold: only "test" is used
+    splits, _, _ = prepare_splits(dataclasses.replace(data_args, fold=other, test_fold=test_fold))
+    splits, _ = exclude_bad_audio({"test": splits["test"]}, data_args, report_dir)
+    total, singles, label_names = None, [], None
+    for model_dir in model_dirs:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer, feature_extractor, names = load_trained(model_dir, scratch, batch_size)
+            if label_names not in (None, names):
+                raise ValueError(f"{model_dir} orders its labels {names}, the others {label_names}")
+            label_names = names
+            test = build_datasets(splits, trainer.model.config.label2id, feature_extractor, data_args)["test"]
+            probs, label_ids = predict_probabilities(trainer, test, "test")
+        singles.append({m: float(v) for m, v in compute_ser_metrics(probs.argmax(-1), label_ids, label_names).items()
+                        if m in METRICS})
+        total = probs if total is None else total + probs
+    metrics, rows = score_probabilities(total / len(model_dirs), label_ids, test, label_names)
+    speakers = sorted({row["speaker"] for row in rows})
+    return {"test_fold": test_fold, "speakers": speakers, "models": len(model_dirs),
+            "single_models": mean_std(singles), "ensemble": metrics}, rows

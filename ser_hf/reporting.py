@@ -52,27 +52,37 @@ def command_line(script, argv):
     return f"{wrapper}\n# which ran:\n{python_call}" if wrapper else python_call
 
 
-def evaluate_split(trainer, dataset, label_names, split):
-    """Predict a split: full SER metrics and one row per clip.
+def predict_probabilities(trainer, dataset, split):
+    """Class probabilities (softmax of the logits) and label ids of a split, in dataset order."""
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    logits = output.predictions - output.predictions.max(axis=-1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True), np.asarray(output.label_ids)
+
+
+def score_probabilities(probs, label_ids, dataset, label_names):
+    """SER metrics and one row per clip from class probabilities (one model's, or an ensemble's average).
 
     Returns:
         (metrics: UA, WA, macro-F1, per-class recall, confusion matrix, baselines, num_examples;
          rows: path, speaker, true, predicted, confidence per clip, in dataset order)
     """
-    output = trainer.predict(dataset, metric_key_prefix=split)
-    logits = output.predictions - output.predictions.max(axis=-1, keepdims=True)
-    probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
     predicted = probs.argmax(axis=-1)
-    metrics = compute_ser_metrics(predicted, output.label_ids, label_names)
+    metrics = compute_ser_metrics(predicted, label_ids, label_names)
     metrics["num_examples"] = int(len(predicted))
     # Plain columns only: the transform would decode the audio again.
     meta = dataset.with_format(None).select_columns(["path", "speaker"]).to_list()
     rows = [
         {"path": m["path"], "speaker": m["speaker"], "true": label_names[int(t)], "predicted": label_names[int(p)],
          "confidence": round(float(probs[i, p]), 6)}
-        for i, (m, t, p) in enumerate(zip(meta, output.label_ids, predicted))
+        for i, (m, t, p) in enumerate(zip(meta, label_ids, predicted))
     ]
     return metrics, rows
+
+
+def evaluate_split(trainer, dataset, label_names, split):
+    """Predict a split: full SER metrics and one row per clip (see `score_probabilities`)."""
+    probs, label_ids = predict_probabilities(trainer, dataset, split)
+    return score_probabilities(probs, label_ids, dataset, label_names)
 
 
 def write_predictions_csv(rows, path, data_dir):

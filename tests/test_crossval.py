@@ -1,5 +1,6 @@
 """Tests for ser_hf.crossval and recipes/crossval.py: the fold table, pooled metrics, resumable folds."""
 
+import csv
 import importlib.util
 import json
 import subprocess
@@ -109,3 +110,26 @@ def test_run_sh_cv_flag_routes_to_crossval(ravdess_tree, tmp_path):
     proc = subprocess.run(["bash", str(ROOT / "run.sh"), "ravdess", "--cv", "--data_dir", str(ravdess_tree),
                            "--fold", "1"], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "--fold does not apply to cross-validation" in proc.stderr
+
+
+@pytest.mark.slow
+def test_crossval_with_a_test_fold_scores_the_fold_models_ensemble(ravdess_tree, tmp_path):
+    out = tmp_path / "cv"
+    args = [*_crossval_args(ravdess_tree, out), "--test_fold", "3", "--folds", "0,1", "--baseline", "false",
+            "--parallel", "2"]
+    assert _load_recipe().main(args) == 0
+    report = json.loads((out / "crossval_results.json").read_text())
+    ensemble = report["ensemble"]
+    assert ensemble["test_fold"] == 3 and ensemble["models"] == 2 and ensemble["ensemble"]["num_examples"] == 16
+    test_speakers = set(ensemble["speakers"])
+    for k in (0, 1):  # the test fold's speakers were in no run's training or validation
+        with open(out / f"fold_{k}" / "predictions_validation.csv") as handle:
+            assert not {row["speaker"] for row in csv.DictReader(handle)} & test_speakers
+        assert sum(json.loads((out / f"fold_{k}" / "class_counts.json").read_text())["train"].values()) == 32
+    # Each model alone, re-evaluated for the ensemble, scores what its own run reported on the test fold.
+    singles = [json.loads((out / f"fold_{k}" / "ser_results.json").read_text())["test"]["ua"] for k in (0, 1)]
+    assert ensemble["single_models"]["ua"]["mean"] == pytest.approx(np.mean(singles))
+    with open(out / "ensemble_predictions_test.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 16 and {row["speaker"] for row in rows} == test_speakers
+    assert "Test fold 3" in (out / "crossval_results.md").read_text()
