@@ -23,6 +23,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ser_hf.audio import SAMPLE_RATE
+from ser_hf.metrics import compute_ser_metrics
 
 N_MFCC = 20
 F0_MIN, F0_MAX = 60.0, 600.0
@@ -184,8 +185,6 @@ def evaluate_svm_fold(features, train_rows, eval_rows, label_names, seed: int = 
         dict with n_train, n_eval, best_params, inner_cv_ua and the SER metrics of the held-out rows
         (ua, wa, macro_f1, per_class_recall, confusion_matrix).
     """
-    from ser_hf.metrics import compute_ser_metrics
-
     label_id = {name: i for i, name in enumerate(label_names)}
     X_train = np.stack([features[r["path"]] for r in train_rows])
     groups = [r.get("speaker") for r in train_rows]
