@@ -132,6 +132,21 @@ class TrainingDiagnostics(TrainerCallback):
             self._warn("stall", f"{watched} has stayed at {values[-1]:.4f} for {self.stall_evaluations} "
                        "evaluations in a row: training has stalled. " + STALL_HELP, log)
 
+    def persisting_warnings(self):
+        """The warnings whose condition still held at the last evaluation: what the model card should say.
+
+        A from-scratch model often predicts one class for its first evaluations and then recovers; the log
+        warned when it happened, diagnostics.json keeps it, but the finished model's card need not carry it.
+        """
+        last = self.history[-1] if self.history else {}
+        watched = [k for k in last if k.startswith("eval_")]
+        still = {"collapse": last.get("collapsed_onto") is not None}
+        if watched:
+            values = [h.get(watched[0]) for h in self.history[-(self.stall_evaluations + 1):]]
+            still["stall"] = (len(values) > self.stall_evaluations and None not in values
+                              and max(values) - min(values) < self.stall_tolerance)
+        return [message for kind, message in self.warnings if still.get(kind)]
+
     def save(self, output_dir):
         """Write the histograms and warnings to `output_dir/diagnostics.json`."""
         Path(output_dir).mkdir(parents=True, exist_ok=True)

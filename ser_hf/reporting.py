@@ -106,8 +106,8 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
         label_names: names in id order.
         log_history: `trainer.state.log_history`.
         card_info: `ModelCardInfo` without metrics and plots (filled here).
-        diagnostics: the run's `TrainingDiagnostics`: its prediction histogram is plotted and its warnings go on
-            the card, so a collapsed or stalled run says so where its numbers are read.
+        diagnostics: the run's `TrainingDiagnostics`: its prediction histogram is plotted and the warnings that
+            still held at the end go on the card, so a collapsed or stalled run says so where its numbers are read.
 
     Returns:
         Path of the model card.
@@ -126,7 +126,7 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
     if diagnostics is not None:
         diagnostics.save(output_dir)
         plots.append(plot_prediction_histogram(diagnostics.history, label_names, output_dir / "prediction_histogram.png"))
-        card_info.notes += [f"Training diagnostics: {message}" for _, message in diagnostics.warnings]
+        card_info.notes += [f"Training diagnostics: {message}" for message in diagnostics.persisting_warnings()]
     card_info.metrics = headline
     card_info.plots = [Path(p).name for p in plots]
     return write_model_card(output_dir, card_info)

@@ -62,6 +62,17 @@ def test_recovering_model_gets_no_collapse_warning(tmp_path):
     assert diagnostics.warnings == []
 
 
+def test_card_keeps_only_warnings_that_still_hold_at_the_end(tmp_path):
+    references = np.repeat([0, 1, 2, 3], 5)
+    recovered = TrainingDiagnostics(LABELS, collapse_evaluations=2, stall_evaluations=2)
+    for step in (10, 20, 30):
+        _evaluate(recovered, tmp_path, step, np.full(20, 1), references, 0.25)
+    assert len(recovered.persisting_warnings()) == 2 and [k for k, _ in recovered.warnings] == ["collapse", "stall"]
+    _evaluate(recovered, tmp_path, 40, references, references, 1.0)
+    assert recovered.persisting_warnings() == []  # recovered: the log and diagnostics.json still say it happened
+    assert [k for k, _ in recovered.warnings] == ["collapse", "stall"]
+
+
 def test_stalled_metric_warns_and_a_moving_one_does_not(tmp_path):
     references = np.repeat([0, 1, 2, 3], 5)
     moving = TrainingDiagnostics(LABELS, stall_evaluations=3)
