@@ -5,6 +5,7 @@ speaker, true, predicted, confidence. Used after every training run and by `reci
 """
 
 import json
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -90,8 +91,6 @@ def write_error_analysis(rows, label_names, path, data_dir=None, top=10):
     Returns:
         (path written, the analysis dict)
     """
-    import os
-
     analysis = error_analysis(rows, label_names, top)
     if data_dir is not None:
         analysis["confidently_wrong"] = [{**row, "path": os.path.relpath(row["path"], data_dir)}
