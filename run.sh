@@ -48,11 +48,11 @@ setup() {
     log "creating $VENV"
     "$python" -m venv "$VENV"
   fi
-  # Reinstall only when requirements.txt changed since the last successful install.
+  # Reinstall only when requirements.txt or pyproject.toml changed since the last successful install.
   local stamp="$VENV/.requirements.sha256" want
-  want=$(sha256sum requirements.txt | cut -d' ' -f1)
+  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    log "installing requirements.txt into $VENV (torch is pinned to its CPU build here, see README)"
+    log "installing requirements.txt (torch==2.13.0, torchcodec==0.13.0, then ser_hf itself, editable) into $VENV"
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q -r requirements.txt
     echo "$want" > "$stamp"
@@ -71,7 +71,9 @@ output_dir_from() {
 
 cmd=${1:-help}
 [ $# -gt 0 ] && shift
-export SER_HF_COMMAND="bash run.sh $cmd $*"
+# What the user typed, shell-quoted, for the model card (the recipe reads it once at start).
+SER_HF_COMMAND="bash run.sh $(printf '%q ' "$cmd" "$@")"
+export SER_HF_COMMAND="${SER_HF_COMMAND% }"
 
 # --cv anywhere among the arguments: the same config, cross-validated over every speaker fold.
 recipe=recipes/finetune.py
@@ -97,9 +99,12 @@ case "$cmd" in
     out=$(output_dir_from outputs/demo "$@")
     "$PY" recipes/finetune.py recipes/configs/demo.yaml "$@"
     log "classical baseline on the same held-out actors (MFCC + prosody statistics, SVM):"
-    "$PY" recipes/baseline_svm.py --corpus demo --data_dir data/demo --fold 5 --output_dir "${out}_baseline_svm"
-    clip=$(ls data/demo/Actor_24/03-01-05-02-01-01-24.wav 2>/dev/null || find data/demo -name '*.wav' | sort | tail -n 1)
-    log "pipeline('audio-classification', model='$out') on one held-out clip:"
+    "$PY" recipes/baseline_svm.py recipes/configs/demo.yaml "$@" --output_dir "${out}_baseline_svm"
+    # A clip the model never heard in training: the first one it was evaluated on.
+    clip=$("$PY" -c 'import csv, json, os, sys; d = sys.argv[1]
+row = next(csv.DictReader(open(os.path.join(d, "predictions_validation.csv"))))
+print(os.path.join(json.load(open(os.path.join(d, "data_args.json")))["data_dir"], row["path"]))' "$out")
+    log "pipeline('audio-classification', model='$out') on one held-out clip ($clip):"
     "$PY" recipes/predict.py "$out" "$clip" --top_k 3
     ;;
   ravdess)
@@ -118,7 +123,11 @@ case "$cmd" in
     ;;
   train)
     setup
-    [ $# -gt 0 ] || { log "usage: bash run.sh train CONFIG.yaml [--field value ...]"; exit 2; }
+    # Without a config the recipe's defaults (RAVDESS) would quietly start downloading: refuse instead.
+    if [ $# -eq 0 ] || [ "${1#-}" != "$1" ]; then
+      log "usage: bash run.sh train CONFIG.yaml [--field value ...]   (your own corpus: recipes/configs/custom.yaml)"
+      exit 2
+    fi
     "$PY" "$recipe" "$@"
     ;;
   predict)

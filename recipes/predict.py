@@ -1,59 +1,11 @@
-"""Classify audio files or folders with a trained emotion model and print (or save) the top-k emotions.
+"""Classify audio files or folders with a trained emotion model.
 
-Usage:
-    python recipes/predict.py MODEL_DIR_OR_HUB_ID FILE_OR_FOLDER [...] [--top_k 3] [--output preds.csv|preds.json]
-        [--chunk_seconds 10 --chunk_overlap 5]
-
-Every file gets a row: a prediction, or an error saying why (unreadable, too short, NaN/Inf audio, ...).
-Files longer than --chunk_seconds are classified in overlapping windows and the probabilities averaged.
-Exit status 0 when at least one file was classified, 1 when none was.
+The recipe is `ser_hf.commands.predict` (also `ser-hf predict`); run `python recipes/predict.py --help` for its options.
 """
 
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-# Run from a checkout without installing. recipes/ itself comes off the path: recipes/evaluate.py would shadow
-# the `evaluate` library.
-_ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [str(_ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != _ROOT / "recipes"]
-
-from ser_hf.inference import classify_files, collect_audio_files, format_table, load_classifier, write_predictions
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="output dir of a training run, or a Hub model id")
-    parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
-    parser.add_argument("--top_k", type=int, default=3, help="how many emotions to show per file")
-    parser.add_argument("--output", help="also write the predictions to this .csv or .json file")
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the pipeline's choice)")
-    parser.add_argument("--chunk_seconds", type=float, default=10.0,
-                        help="files longer than this are classified in windows of this length")
-    parser.add_argument("--chunk_overlap", type=float, default=5.0,
-                        help="seconds shared by consecutive windows (must be below --chunk_seconds)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    if args.top_k < 1:
-        parser.error("--top_k must be at least 1")
-    if not 0 <= args.chunk_overlap < args.chunk_seconds:
-        parser.error("need 0 <= --chunk_overlap < --chunk_seconds")
-
-    files = collect_audio_files(args.inputs)
-    if not files:
-        parser.error(f"no audio files found in {args.inputs}")
-    classifier = load_classifier(args.model, args.device)
-    rows = classify_files(classifier, files, top_k=args.top_k, chunk_seconds=args.chunk_seconds,
-                          chunk_overlap=args.chunk_overlap)
-    print(format_table(rows))
-    if args.output:
-        print(f"wrote {write_predictions(rows, args.output)}")
-    failed = sum(bool(r["error"]) for r in rows)
-    if failed:
-        print(f"{failed} of {len(rows)} files could not be classified (see ERROR rows)", file=sys.stderr)
-    return 1 if failed == len(rows) else 0
-
+from ser_hf.commands.predict import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(prog="recipes/predict.py"))

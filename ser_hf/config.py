@@ -5,19 +5,49 @@ Three dataclasses, parsed together by `HfArgumentParser` as in transformers' exa
 """
 
 import dataclasses
+import difflib
 import json
 import logging
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 logger = logging.getLogger(__name__)
 
-CORPORA = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
-PADDING_MODES = ("max_length", "longest", "crop")
+# Choice fields are Literal types: HfArgumentParser turns them into argparse choices, and `_check_choices` holds
+# YAML values to the same list, so a typo fails before any data work, naming the valid values.
+# (Tests keep these lists equal to the registries they name: ser_hf.corpora, ser_hf.data.augment.PRESETS,
+# ser_hf.training.imbalance.WEIGHTING_SCHEMES.)
+Corpus = Literal["ravdess", "demo", "cremad", "manifest", "audiofolder", "hub"]
+PaddingMode = Literal["max_length", "longest", "crop"]
+AugmentationPreset = Literal["none", "seed21", "light"]
+ClassWeighting = Literal["none", "inverse", "sqrt_inverse"]
+EvalMetric = Literal["loss", "ua", "wa", "macro_f1"]
+EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio"]
+
+
+class UsageError(ValueError):
+    """A mistake in the arguments or the config: the commands print it as one line and exit with code 2."""
+
+
+def _check_choices(instance):
+    """Raise UsageError when a Literal-typed field holds a value outside its choices (e.g. from a YAML file)."""
+    for name, hint in typing.get_type_hints(type(instance)).items():
+        literals = [a for a in typing.get_args(hint) if typing.get_origin(a) is Literal]
+        if typing.get_origin(hint) is Literal:
+            literals = [hint]
+        if not literals:
+            continue
+        choices = typing.get_args(literals[0])
+        value = getattr(instance, name)
+        if value not in choices and not (value is None and type(None) in typing.get_args(hint)):
+            raise UsageError(f"{name}={value!r} is not a valid choice; choose one of: {', '.join(map(str, choices))}")
 
 
 def _json_dict(value):
@@ -41,12 +71,12 @@ class ModelArguments:
         default="facebook/wav2vec2-base",
         metadata={"help": "Hub id or local folder of a pretrained audio encoder. null with model_type: random init."},
     )
-    model_type: str | None = field(
+    model_type: EncoderType | None = field(
         default=None,
         metadata={"help": "Build a randomly initialised model of this type (wav2vec2, hubert, wavlm, ...) from "
                   "model_config_overrides instead of loading weights. Used by the offline demo and the tests."},
     )
-    model_config_overrides: str | None = field(
+    model_config_overrides: dict | str | None = field(
         default=None,
         metadata={"help": "JSON object of config fields to override, e.g. dropouts, layerdrop, SpecAugment "
                   "(mask_time_prob, mask_feature_prob), or the whole architecture for a random init."},
@@ -69,30 +99,40 @@ class ModelArguments:
     )
 
     def __post_init__(self):
+        _check_choices(self)
         self.model_config_overrides = _json_dict(self.model_config_overrides)
         # YAML's null arrives as None; on the command line it is the word.
         if str(self.model_name_or_path).lower() in ("null", "none", ""):
             self.model_name_or_path = None
         if self.model_name_or_path is None and self.model_type is None:
-            raise ValueError("set model_name_or_path (pretrained) or model_type (random init from a config)")
+            raise UsageError("set model_name_or_path (pretrained) or model_type (random init from a config)")
+        if self.model_name_or_path is not None and self.model_type is not None:
+            raise UsageError(f"--model_type {self.model_type} builds a randomly initialised encoder, but "
+                             f"--model_name_or_path {self.model_name_or_path} loads a pretrained one: pass "
+                             "--model_name_or_path null for the random encoder, or drop --model_type")
 
 
 @dataclass
 class DataArguments:
     """Which corpus, which speaker fold, and how clips are cut and padded."""
 
-    corpus: str = field(
+    corpus: Corpus = field(
         default="ravdess",
-        metadata={"help": f"One of {', '.join(CORPORA)}. 'manifest': a CSV/TSV/JSONL with path, label and optional "
+        metadata={"help": "'manifest': a CSV/TSV/JSONL with path, label and optional "
                   "speaker columns (--manifest); 'audiofolder': a folder with metadata.csv (file_name, label, "
                   "optional speaker); 'hub': a Hub dataset (--dataset_name) with audio and label columns."},
     )
-    data_dir: str = field(
-        default="data/ravdess",
-        metadata={"help": "Corpus folder. RAVDESS: downloaded and extracted here when missing; demo: generated here; "
-                  "CREMA-D: a git-lfs clone (or its AudioWAV folder)."},
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Corpus folder. Default: the corpus's own (data/ravdess, data/demo), the manifest's folder, "
+                  "or data/hub/<dataset>; CREMA-D and audiofolder need it. RAVDESS is downloaded and extracted here "
+                  "when missing; the demo corpus is generated here; CREMA-D: a git-lfs clone (or its AudioWAV folder)."},
     )
-    labels: int = field(default=21, metadata={"help": "CREMA-D label set: 21 (emotion x intensity) or 6 (emotion)."})
+    labels: str | None = field(
+        default=None,
+        metadata={"help": "Label set, for corpora that have several (CREMA-D: 21 = emotion x intensity, the default, "
+                  "or 6 = emotion). Refused for other corpora."},
+    )
     manifest: str | None = field(default=None, metadata={"help": "corpus=manifest: the manifest file."})
     train_manifest: str | None = field(
         default=None, metadata={"help": "Your own split: train CSV (path, label[, speaker]); labels come from it."}
@@ -124,16 +164,16 @@ class DataArguments:
         metadata={"help": "Fixed crop (from the start) for evaluation. null: the whole clip, exactly what "
                   "pipeline('audio-classification') sees, so the reported metrics are the pipeline's."},
     )
-    padding: str = field(
+    padding: PaddingMode = field(
         default="max_length",
         metadata={"help": "Training batches: 'max_length' pads every clip to max_duration_seconds, "
                   "'longest' to the longest clip in the batch, 'crop' cuts every clip to a random window as long "
                   "as the batch's shortest clip (no padding at all: for models without an attention mask, "
                   "which otherwise learn from zeros that the pipeline never gives them)."},
     )
-    augmentation: str = field(
+    augmentation: AugmentationPreset = field(
         default="none",
-        metadata={"help": "Training augmentation preset (ser_hf/augment.py): none, seed21 (noise, pitch shift, "
+        metadata={"help": "Training augmentation preset (ser_hf/data/augment.py): none, seed21 (noise, pitch shift, "
                   "time stretch, each p=0.5), light. Applied on the fly, seeded, never to evaluation data."},
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Truncate training data (debugging)."})
@@ -148,18 +188,13 @@ class DataArguments:
     scan_workers: int | None = field(default=None, metadata={"help": "Processes for the audio scan (default: all cores)."})
 
     def __post_init__(self):
-        if self.corpus not in CORPORA:
-            raise ValueError(f"corpus must be one of {CORPORA}, got {self.corpus!r}")
-        if self.labels not in (21, 6):
-            raise ValueError(f"labels must be 21 or 6 (CREMA-D), got {self.labels}")
+        _check_choices(self)
         if self.corpus == "manifest" and not (self.manifest or self.train_manifest):
-            raise ValueError("corpus=manifest needs --manifest FILE or --train_manifest/--validation_manifest")
+            raise UsageError("corpus=manifest needs --manifest FILE or --train_manifest/--validation_manifest")
         if self.corpus == "hub" and not self.dataset_name:
-            raise ValueError("corpus=hub needs --dataset_name")
+            raise UsageError("corpus=hub needs --dataset_name")
         if bool(self.train_manifest) != bool(self.validation_manifest):
-            raise ValueError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
-        if self.padding not in PADDING_MODES:
-            raise ValueError(f"padding must be one of {PADDING_MODES}, got {self.padding!r}")
+            raise UsageError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
 
 
 @dataclass
@@ -177,12 +212,12 @@ class SERTrainingArguments(TrainingArguments):
     early_stopping_threshold: float = field(
         default=0.0, metadata={"help": "Minimum improvement of metric_for_best_model that resets the patience."}
     )
-    plateau_metric: str = field(
+    plateau_metric: EvalMetric = field(
         default="loss", metadata={"help": "reduce_lr_on_plateau watches this evaluation metric (without 'eval_')."}
     )
     plateau_factor: float = field(default=0.5, metadata={"help": "reduce_lr_on_plateau multiplies the LR by this."})
     plateau_patience: int = field(default=2, metadata={"help": "reduce_lr_on_plateau waits this many evaluations."})
-    class_weighting: str = field(
+    class_weighting: ClassWeighting = field(
         default="none",
         metadata={"help": "Weighted cross-entropy from the training class counts: none, inverse or sqrt_inverse."},
     )
@@ -193,7 +228,7 @@ class SERTrainingArguments(TrainingArguments):
     )
     diagnostics_collapse_evaluations: int = field(
         default=2, metadata={"help": "Warn when the model predicts one class for most of the evaluation set this "
-                             "many evaluations in a row (ser_hf/diagnostics.py)."}
+                             "many evaluations in a row (ser_hf/training/diagnostics.py)."}
     )
     diagnostics_stall_evaluations: int = field(
         default=3, metadata={"help": "Warn when metric_for_best_model has not moved for this many evaluations."}
@@ -210,16 +245,40 @@ class SERTrainingArguments(TrainingArguments):
     )
 
     def __post_init__(self):
+        _check_choices(self)
         if self.resume and self.resume_from_checkpoint is None:
             self.resume_from_checkpoint = "auto"
         if self.hub_token:
             # The Trainer pickles these arguments into training_args.bin in every checkpoint and the output dir:
-            # hand the token to huggingface_hub through the environment instead, so it is never written.
-            os.environ["HF_TOKEN"] = self.hub_token
-            self.hub_token = None
-            logger.warning("--hub_token moved to HF_TOKEN for this process; prefer `hf auth login` or HF_TOKEN "
-                           "(a token on the command line is visible to other users in the process list)")
+            # the token leaves the field for an attribute that pickling skips (`__getstate__`), and only our own
+            # push reads it (`push_token`). Nothing global changes: no environment variable is written.
+            self._push_token, self.hub_token = self.hub_token, None
+            logger.warning("--hub_token is used for the final push only and never written to disk; prefer "
+                           "`hf auth login` or HF_TOKEN (a token on the command line is visible to other users in "
+                           "the process list)")
         super().__post_init__()
+        self._fit_dataloader_to_machine()
+
+    def _fit_dataloader_to_machine(self):
+        # More decoding workers than cores only adds contention (and torch warns about it at every epoch);
+        # pinned memory needs a GPU (without one torch warns at every evaluation and pins nothing).
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if self.dataloader_num_workers > cores:
+            logger.info("dataloader_num_workers %d -> %d: the cores this process may use", self.dataloader_num_workers,
+                        cores)
+            self.dataloader_num_workers = cores
+        if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
+            self.dataloader_pin_memory = False
+
+    @property
+    def push_token(self):
+        """The --hub_token given on the command line, or None (huggingface_hub then uses HF_TOKEN or the login)."""
+        return getattr(self, "_push_token", None)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_push_token", None)
+        return state
 
 
 def config_fields():
@@ -227,22 +286,150 @@ def config_fields():
     return {f.name for cls in (ModelArguments, DataArguments, SERTrainingArguments) for f in dataclasses.fields(cls)}
 
 
-def parse_config(config_path=None, argv=None):
+class _Parser(HfArgumentParser):
+    """HfArgumentParser whose errors are one line (a UsageError) instead of the 150-line usage and exit."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _did_you_mean(name, known):
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def read_config(config_path):
+    """The values of a recipe YAML, every key checked against the fields of the three argument dataclasses.
+
+    Raises:
+        UsageError: the file is missing, is not a YAML mapping, or names an unknown field.
+    """
+    path = Path(config_path)
+    if not path.is_file():
+        raise UsageError(f"config file {config_path} not found (the recipes' configs are in recipes/configs/)")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise UsageError(f"{config_path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"{config_path} must be a mapping of field: value")
+    known = config_fields()
+    for key in values:
+        if key not in known:
+            raise UsageError(f"{config_path}: unknown field {key!r}{_did_you_mean(key, known)}; "
+                             "`python recipes/finetune.py --help` lists every field")
+    return values
+
+
+def check_folds(data_args, single_fold=True):
+    """Raise UsageError for a fold outside 0..n_folds-1 or a test fold equal to the validation fold.
+
+    Args:
+        data_args: `DataArguments`.
+        single_fold: the run holds out `fold`; False where every fold is held out in turn (cross-validation,
+            the baseline over several folds) and the config's own `fold` plays no part.
+    """
+    names = ("fold", "test_fold") if single_fold else ("test_fold",)
+    for name in names:
+        value = getattr(data_args, name)
+        if value is not None and not 0 <= value < data_args.n_folds:
+            raise UsageError(f"--{name} {value} is out of range: folds are 0..{data_args.n_folds - 1} "
+                             f"(n_folds {data_args.n_folds})")
+    if single_fold and data_args.test_fold is not None and data_args.test_fold == data_args.fold:
+        raise UsageError(f"--test_fold and --fold are both {data_args.fold}: the test fold must be another fold")
+
+
+def parse_config(config_path=None, argv=None, single_fold=True):
     """Read a YAML config, apply command-line overrides, and build the three argument dataclasses.
 
     Args:
         config_path: YAML file whose keys are field names of the three dataclasses, or None.
         argv: command-line arguments (`--field value`), which win over the YAML.
+        single_fold: see `check_folds`.
 
     Returns:
         (ModelArguments, DataArguments, SERTrainingArguments)
+
+    Raises:
+        UsageError: an unknown field, a value outside a field's choices, or contradictory settings, with the fix.
     """
-    parser = HfArgumentParser((ModelArguments, DataArguments, SERTrainingArguments))
-    if config_path is not None:
-        values = yaml.safe_load(Path(config_path).read_text()) or {}
-        unknown = sorted(set(values) - config_fields())
-        if unknown:
-            raise ValueError(f"{config_path}: unknown field(s) {unknown}; see `recipes/finetune.py --help`")
-        parser.set_defaults(**values)
-    model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=list(argv or []))
+    model_args, data_args, training_args = _parse((ModelArguments, DataArguments, SERTrainingArguments), config_path,
+                                                  argv)
+    check_folds(data_args, single_fold)
     return model_args, data_args, training_args
+
+
+def parse_data_config(config_path=None, argv=None, defaults=None):
+    """The DataArguments alone: `defaults` (e.g. a run's saved data_args.json), then the config, then argv.
+
+    The config is a whole recipe YAML, checked like any other (an unknown key is an error); its model and
+    training fields are ignored here.
+    """
+    (data_args,) = _parse((DataArguments,), config_path, argv, defaults)
+    check_folds(data_args)
+    return data_args
+
+
+def _parse(dataclass_types, config_path, argv, defaults=None):
+    parser = _Parser(dataclass_types)
+    fields = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
+    values = dict(defaults or {})
+    if config_path is not None:
+        values.update({k: v for k, v in read_config(config_path).items() if k in fields})
+    parser.set_defaults(**values)
+    argv = list(argv or [])
+    options = {f"--{name}" for name in fields} | {f"--no_{name}" for name in fields}
+    for arg in argv:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and "--" + flag[2:].replace("-", "_") not in options:
+            raise UsageError(f"unknown option {flag}{_did_you_mean(flag, options)}; "
+                             "`python recipes/finetune.py --help` lists every field")
+    try:
+        return parser.parse_args_into_dataclasses(args=argv)
+    except UsageError:
+        raise
+    except ValueError as err:  # the dataclasses' own checks, ours and TrainingArguments'
+        raise UsageError(str(err)) from None
+
+
+# The Trainer fields a recipe user sets most; `--help_all` lists the other ~110.
+_COMMON_TRAINER_FIELDS = (
+    "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "per_device_eval_batch_size", "lr_scheduler_type", "warmup_steps", "weight_decay",
+    "bf16", "fp16", "eval_strategy", "save_strategy", "save_total_limit", "load_best_model_at_end",
+    "metric_for_best_model", "dataloader_num_workers", "seed", "resume_from_checkpoint", "report_to", "push_to_hub",
+    "hub_model_id",
+)
+
+
+def _describe(f, hint):
+    choices = [typing.get_args(a) for a in (hint, *typing.get_args(hint)) if typing.get_origin(a) is Literal]
+    named = [a for a in (*typing.get_args(hint), hint) if isinstance(a, type) and a is not type(None)]
+    kind = "{" + ",".join(map(str, choices[0])) + "}" if choices else (named[0].__name__ if named else "VALUE")
+    default = f.default if f.default is not dataclasses.MISSING else None
+    text = " ".join(str(f.metadata.get("help", "")).split())
+    return f"  --{f.name} {kind}\n      {text} (default: {default})"
+
+
+def short_help(prog):
+    """The recipe's options, ours first and grouped, with the common Trainer fields; `--help_all` has all."""
+    lines = [f"usage: {prog} CONFIG.yaml [--field value ...]", "",
+             "Every field can be set in the YAML config or on the command line, which wins.", ""]
+    ser_training = [f for f in dataclasses.fields(SERTrainingArguments)
+                    if f.name not in {g.name for g in dataclasses.fields(TrainingArguments)}]
+    trainer = {f.name: f for f in dataclasses.fields(TrainingArguments)}
+    groups = (("model", ModelArguments, dataclasses.fields(ModelArguments)),
+              ("data", DataArguments, dataclasses.fields(DataArguments)),
+              ("training (ser_hf)", SERTrainingArguments, ser_training),
+              ("training (transformers.TrainingArguments, the common ones)", TrainingArguments,
+               [trainer[name] for name in _COMMON_TRAINER_FIELDS]))
+    for title, cls, fields in groups:
+        hints = typing.get_type_hints(cls)
+        lines += [f"{title}:"] + [_describe(f, hints[f.name]) for f in fields] + [""]
+    lines.append(f"`{prog} --help_all` lists every TrainingArguments field.")
+    return "\n".join(lines)
+
+
+def full_help(prog):
+    """Every field of the three dataclasses, Trainer fields included (what `--help_all` prints)."""
+    return _Parser((ModelArguments, DataArguments, SERTrainingArguments), prog=prog).format_help()

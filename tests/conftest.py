@@ -1,19 +1,18 @@
 """Shared fixtures: generated audio in RAVDESS layout and tiny random models. Nothing is downloaded."""
 
 import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
+from transformers import AutoConfig, AutoModelForAudioClassification, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ser_hf.audio import SAMPLE_RATE  # noqa: E402
-from ser_hf.labels import RAVDESS_EMOTIONS  # noqa: E402
+from ser_hf.data.audio import SAMPLE_RATE
+from ser_hf.labels import RAVDESS_EMOTIONS
 
 # A wav2vec2-shaped model small enough to train in seconds (the same keys work for hubert and wavlm).
 TINY_ENCODER = {
@@ -58,3 +57,25 @@ def make_ravdess_tree(root, actors=8, seconds=(0.4, 1.2)):
 def ravdess_tree(tmp_path_factory):
     """8 actors x 8 emotions of generated audio in the RAVDESS layout."""
     return make_ravdess_tree(tmp_path_factory.mktemp("ravdess"))
+
+
+def tiny_trainer(output_dir, max_steps):
+    """A plain Trainer on a tiny wav2vec2 and 8 random clips, saving a checkpoint every 2 steps."""
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("wav2vec2", num_labels=3, **TINY_ENCODER)
+    model = AutoModelForAudioClassification.from_config(config)
+    generator = torch.Generator().manual_seed(0)
+    data = [{"input_values": torch.randn(16_000, generator=generator), "labels": i % 3} for i in range(8)]
+    args = TrainingArguments(str(output_dir), max_steps=max_steps, save_steps=2, save_strategy="steps",
+                             per_device_train_batch_size=2, use_cpu=True, report_to="none",
+                             logging_steps=100, disable_tqdm=True)
+    return Trainer(model=model, args=args, train_dataset=data, processing_class=Wav2Vec2FeatureExtractor())
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real run of 4 steps saving every 2: checkpoint-2 and checkpoint-4, written once per module."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    tiny_trainer(out, max_steps=4).train()
+    assert (out / "checkpoint-2").is_dir() and (out / "checkpoint-4").is_dir()
+    return out

@@ -1,23 +1,6 @@
-"""Corpus loaders: each turns a folder of audio into metadata rows (path, speaker, emotion, ...)."""
+"""Corpus loaders: each turns a folder of audio (or a manifest, or a Hub dataset) into metadata rows (path,
+label, speaker, ...). The registry says which corpora exist and how each is loaded and described."""
 
-import os
-from pathlib import Path
+from ser_hf.corpora.registry import CORPORA, CorpusSpec, corpus_names, get_corpus
 
-
-def walk_files(root, skip_dirs=()):
-    """Yield every file below `root` in sorted order, following folder symlinks without looping.
-
-    Hidden folders (.git with its LFS store, caches, an interrupted extraction's temporary folder) hold no
-    corpus clips, only copies, so they are not entered; nor are the folders named in `skip_dirs`.
-    """
-    seen = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        real = os.path.realpath(dirpath)
-        if real in seen:
-            dirnames[:] = []
-            continue
-        seen.add(real)
-        # os.walk order is filesystem order; sorting in place makes the row order reproducible.
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip_dirs)
-        for filename in sorted(filenames):
-            yield Path(dirpath) / filename
+__all__ = ["CORPORA", "CorpusSpec", "corpus_names", "get_corpus"]

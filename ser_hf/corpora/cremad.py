@@ -12,17 +12,15 @@ import csv
 import logging
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
-from ser_hf.corpora import walk_files
+from ser_hf.corpora.files import DUPLICATES, LFS_SIGNATURE, SkippedFiles, walk_files
 
 logger = logging.getLogger(__name__)
 
 CREMAD_REPO_URL = "https://github.com/CheyneyComputerScience/CREMA-D"
-CREMAD_LICENSE = "odbl"  # the Hub's license id for the Open Data Commons Open Database License
+CREMAD_LICENSE = "odbl"  # the Hub's licence id for the Open Data Commons Open Database License
 CREMAD_EXPECTED_FILES = 7442
-CREMAD_SAMPLE_RATE = 16_000  # AudioWAV as released
 CREMAD_ACTORS = range(1001, 1092)  # 1001..1091, 91 actors
 CREMAD_DEMOGRAPHICS_FILE = "VideoDemographics.csv"
 
@@ -55,20 +53,21 @@ CREMAD_LABELS_21 = tuple(
     for code, emotion in _EMOTION_CODES.items()
     for level in (("XX",) if code == "NEU" else CREMAD_LEVELS)
 )
+# The label sets by name (`labels=21` or `labels=6`, as int or str); the corpus registry offers these.
+CREMAD_LABEL_SETS = {"21": CREMAD_LABELS_21, "6": CREMAD_EMOTIONS}
+CREMAD_DEFAULT_LABEL_SET = "21"
 
 _NAME_RE = re.compile(r"^(\d{4})_([A-Za-z]{3})_([A-Za-z]{3})_([A-Za-z]{2})(\.[A-Za-z0-9]+)?$")
-_LFS_MAGIC = b"version https://git-lfs.github.com/spec/v1"
 _LFS_CHECK_FILES = 20
 # Real clips are tens of kB; an LFS pointer is ~130 bytes. Only small files are opened.
 _LFS_POINTER_MAX_BYTES = 1024
-_DUPLICATES = "duplicate clips (same name in another folder)"
 
 
-def cremad_labels(n: int) -> tuple[str, ...]:
+def cremad_labels(n: int | str) -> tuple[str, ...]:
     """The CREMA-D label set for a task size.
 
     Args:
-        n: 21 (emotion x level, `CREMAD_LABELS_21`) or 6 (emotions, `CREMAD_EMOTIONS`).
+        n: 21 or "21" (emotion x level, `CREMAD_LABELS_21`), 6 or "6" (emotions, `CREMAD_EMOTIONS`).
 
     Returns:
         The label names in id order.
@@ -76,20 +75,23 @@ def cremad_labels(n: int) -> tuple[str, ...]:
     Raises:
         ValueError: n is not 21 or 6.
     """
-    if n == 21:
-        return CREMAD_LABELS_21
-    if n == 6:
-        return CREMAD_EMOTIONS
-    raise ValueError(f"CREMA-D has 21 (emotion x level) or 6 (emotion) labels, got labels={n!r}")
+    return CREMAD_LABEL_SETS[_label_set_key(n)]
 
 
-def cremad_label(emotion: str, level: str, n: int = 21) -> str:
+def _label_set_key(n: int | str) -> str:
+    key = None if isinstance(n, bool) else str(n).strip()
+    if key not in CREMAD_LABEL_SETS:
+        raise ValueError(f"CREMA-D has 21 (emotion x level) or 6 (emotion) labels, got labels={n!r}")
+    return key
+
+
+def cremad_label(emotion: str, level: str, n: int | str = CREMAD_DEFAULT_LABEL_SET) -> str:
     """The label of one clip: "angry_xx" for the 21-label task, "angry" for the 6-label task.
 
     Args:
         emotion: emotion name from `CREMAD_EMOTIONS`.
         level: level code ("HI", "LO", "MD", "XX").
-        n: 21 or 6.
+        n: the label set, 21 or 6 (int or str).
 
     Returns:
         A name from `cremad_labels(n)`.
@@ -98,7 +100,7 @@ def cremad_label(emotion: str, level: str, n: int = 21) -> str:
         ValueError: n is not 21 or 6, or the combination is not a CREMA-D class.
     """
     labels = cremad_labels(n)
-    label = f"{emotion}_{level.lower()}" if n == 21 else emotion
+    label = f"{emotion}_{level.lower()}" if labels is CREMAD_LABELS_21 else emotion
     if label not in labels:
         raise ValueError(f"{emotion!r} at level {level!r} is not one of the CREMA-D labels {labels}")
     return label
@@ -142,34 +144,6 @@ def parse_cremad_filename(name: str) -> dict | None:
     return {"actor": actor, "sentence": sentence, "emotion": _EMOTION_CODES[emotion], "level": level}
 
 
-def label_counts(rows: list[dict], label_key: str = "label", labels=None) -> dict[str, int]:
-    """Count rows per label, in label-id order, with zeros for labels a split lacks.
-
-    Args:
-        rows: metadata rows (e.g. one split).
-        label_key: the row key holding the label.
-        labels: the label order. None: `CREMAD_LABELS_21` or `CREMAD_EMOTIONS` when every label
-            found belongs to that set (so a split missing a class shows it with 0), otherwise the
-            sorted labels found.
-
-    Returns:
-        label -> count; labels found but not in `labels` are appended after them, sorted.
-    """
-    counts = Counter(row[label_key] for row in rows)
-    if labels is None:
-        found = set(counts)
-        if found <= set(CREMAD_LABELS_21):
-            labels = CREMAD_LABELS_21
-        elif found <= set(CREMAD_EMOTIONS):
-            labels = CREMAD_EMOTIONS
-        else:
-            labels = sorted(found, key=str)
-    result = {label: counts.get(label, 0) for label in labels}
-    for label in sorted(set(counts) - set(result), key=str):
-        result[label] = counts[label]
-    return result
-
-
 def _howto() -> str:
     return (
         f"CREMA-D is distributed through the git-lfs repository {CREMAD_REPO_URL} "
@@ -194,10 +168,10 @@ def _lfs_pointers(paths: list[Path]) -> list[Path]:
             if path.stat().st_size > _LFS_POINTER_MAX_BYTES:
                 continue
             with open(path, "rb") as handle:
-                head = handle.read(len(_LFS_MAGIC))
+                head = handle.read(len(LFS_SIGNATURE))
         except OSError:
             continue  # an unreadable file is the validation scan's business, not an LFS problem
-        if head == _LFS_MAGIC:
+        if head == LFS_SIGNATURE:
             pointers.append(path)
     return pointers
 
@@ -243,7 +217,7 @@ def read_demographics(path: str | os.PathLike) -> dict[int, str]:
     return genders
 
 
-def load_cremad(data_dir: str | os.PathLike, labels: int = 21) -> list[dict]:
+def load_cremad(data_dir: str | os.PathLike, labels: int | str = CREMAD_DEFAULT_LABEL_SET) -> list[dict]:
     """List CREMA-D audio clips below `data_dir` as metadata rows.
 
     Walks every folder below `data_dir` (any depth, sorted, so the row order is reproducible) and
@@ -254,7 +228,8 @@ def load_cremad(data_dir: str | os.PathLike, labels: int = 21) -> list[dict]:
 
     Args:
         data_dir: folder containing the corpus (the repository clone or its AudioWAV folder).
-        labels: 21 for emotion x level labels ("angry_hi", ..., "neutral_xx", ...), 6 for emotions.
+        labels: the label set, 21 or "21" for emotion x level labels ("angry_hi", ..., "neutral_xx", ...),
+            6 or "6" for emotions.
 
     Returns:
         Rows `{"path", "speaker", "actor", "gender", "sentence", "emotion", "level", "label"}`:
@@ -267,101 +242,21 @@ def load_cremad(data_dir: str | os.PathLike, labels: int = 21) -> list[dict]:
         FileNotFoundError: no CREMA-D .wav under `data_dir` (or it does not exist).
         RuntimeError: the .wav files are git-lfs pointer files (a clone or zip without LFS content).
     """
-    cremad_labels(labels)  # fail on a bad task size before walking thousands of files
+    cremad_labels(labels)  # fail on a bad label set before walking thousands of files
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"CREMA-D folder {root} does not exist. {_howto()}")
-    skipped: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {}
-    found: list[tuple[Path, dict]] = []
-    first_seen: dict[str, Path] = {}
-    demographics_files: list[Path] = []
-
-    def skip(category: str, path: Path) -> None:
-        skipped[category] += 1
-        if len(examples.setdefault(category, [])) < 3:
-            examples[category].append(str(path.relative_to(root)))
-
-    for path in walk_files(root, skip_dirs=("__MACOSX",)):
-        if path.name.startswith("._"):
-            skip("macOS metadata files (._*)", path)
-            continue
-        if path.name.startswith("."):
-            continue  # .gitattributes and other hidden files are not corpus files
-        if path.name == CREMAD_DEMOGRAPHICS_FILE:
-            demographics_files.append(path)
-            continue
-        try:
-            meta = parse_cremad_filename(path.name)
-        except ValueError as err:
-            raise ValueError(f"{err} (file {path})") from err
-        if meta is None:
-            skip("names not of the CREMA-D form", path)
-        elif path.suffix.lower() != ".wav":
-            skip(f"CREMA-D {path.suffix.lower() or 'extensionless'} files (only .wav is used)", path)
-        elif path.stem.upper() in first_seen:
-            skip(_DUPLICATES, path)
-        else:
-            first_seen[path.stem.upper()] = path
-            found.append((path, meta))
-
-    if not found:
-        what = "; ".join(f"{n} {c}" for c, n in sorted(skipped.items())) or "no files at all"
-        raise FileNotFoundError(f"No CREMA-D .wav files under {root} (found {what}). {_howto()}")
-    pointers = _lfs_pointers([path for path, _ in found])
-    if pointers:
-        raise RuntimeError(
-            f"The CREMA-D .wav files under {root} are git-lfs pointer files, not audio "
-            f"({len(pointers)} of the files checked, e.g. {pointers[0]}): the repository was downloaded "
-            "without its LFS content (a GitHub zip, or a clone made without git-lfs). Fix: in the clone run "
-            "`git lfs install && git lfs pull`, or clone again with git-lfs installed "
-            f"(`git lfs install && git clone {CREMAD_REPO_URL}.git`)."
-        )
-
-    demographics = _find_demographics(root, demographics_files)
-    genders: dict[int, str] = read_demographics(demographics) if demographics else {}
-    if demographics is None:
-        # One warning, not one per clip; gender is only needed for gender-stratified folds.
-        logger.warning(
-            "No %s under %s or next to it: gender is 'unknown' for every CREMA-D clip, so speaker folds "
-            "cannot be stratified by gender. Gender-stratified folds need %s from the CREMA-D repository "
-            "(%s); put it in or next to the data folder.",
-            CREMAD_DEMOGRAPHICS_FILE, root, CREMAD_DEMOGRAPHICS_FILE, CREMAD_REPO_URL,
-        )
-    else:
-        logger.info("Actor genders from %s", demographics)
-
-    rows = []
-    for path, meta in found:
-        actor = meta["actor"]
-        rows.append(
-            {
-                "path": str(path),
-                "speaker": str(actor),
-                "actor": actor,
-                "gender": genders.get(actor, "unknown"),
-                "sentence": meta["sentence"],
-                "emotion": meta["emotion"],
-                "level": meta["level"],
-                "label": cremad_label(meta["emotion"], meta["level"], labels),
-            }
-        )
+    skipped = SkippedFiles(root)
+    clips, demographics_found = _find_clips(root, skipped)
+    if not clips:
+        raise FileNotFoundError(f"No CREMA-D .wav files under {root} (found {skipped.describe()}). {_howto()}")
+    _raise_if_lfs_pointers(root, [path for path, _ in clips])
+    demographics = _find_demographics(root, demographics_found)
+    genders = _actor_genders(root, demographics)
+    rows = [_cremad_row(path, meta, genders, labels) for path, meta in clips]
     if demographics is not None:
-        absent = sorted({row["actor"] for row in rows if row["actor"] not in genders})
-        if absent:
-            logger.warning(
-                "%d CREMA-D actors are not in %s (gender 'unknown'): %s",
-                len(absent), demographics, ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else ""),
-            )
-
-    if skipped[_DUPLICATES]:
-        logger.warning(
-            "%d CREMA-D clips appear more than once under %s (kept the first in sorted path order), e.g. %s",
-            skipped[_DUPLICATES], root, ", ".join(examples[_DUPLICATES]),
-        )
-    for category, count in sorted(skipped.items()):
-        if category != _DUPLICATES:
-            logger.info("Skipped %d %s under %s, e.g. %s", count, category, root, ", ".join(examples[category]))
+        _warn_actors_without_gender(rows, genders, demographics)
+    skipped.log(logger, "CREMA-D")
     n_actors = len({row["actor"] for row in rows})
     if len(rows) != CREMAD_EXPECTED_FILES:
         logger.warning(
@@ -372,3 +267,94 @@ def load_cremad(data_dir: str | os.PathLike, labels: int = 21) -> list[dict]:
     else:
         logger.info("Found %d CREMA-D clips (%d actors) under %s", len(rows), n_actors, root)
     return rows
+
+
+def _find_clips(root: Path, skipped: SkippedFiles) -> tuple[list[tuple[Path, dict]], list[Path]]:
+    """The CREMA-D .wav clips below `root` with their parsed names (once per clip), and the demographics files
+    found on the way; the other files are counted in `skipped`."""
+    clips: list[tuple[Path, dict]] = []
+    demographics: list[Path] = []
+    seen: set[str] = set()
+    for path in walk_files(root, skip_dirs=("__MACOSX",)):
+        if path.name.startswith("._"):
+            skipped.add("macOS metadata files (._*)", path)
+            continue
+        if path.name.startswith("."):
+            continue  # .gitattributes and other hidden files are not corpus files
+        if path.name == CREMAD_DEMOGRAPHICS_FILE:
+            demographics.append(path)
+            continue
+        try:
+            meta = parse_cremad_filename(path.name)
+        except ValueError as err:
+            raise ValueError(f"{err} (file {path})") from err
+        reason = _skip_reason(path, meta, seen)
+        if reason:
+            skipped.add(reason, path)
+        else:
+            seen.add(path.stem.upper())
+            clips.append((path, meta))
+    return clips, demographics
+
+
+def _skip_reason(path: Path, meta: dict | None, seen: set[str]) -> str | None:
+    """Why a file is not a CREMA-D clip to load (a skip category), or None when it is one."""
+    if meta is None:
+        return "names not of the CREMA-D form"
+    if path.suffix.lower() != ".wav":
+        return f"CREMA-D {path.suffix.lower() or 'extensionless'} files (only .wav is used)"
+    # parse_cremad_filename reads the codes case-insensitively, so a renamed-case copy is the same clip.
+    if path.stem.upper() in seen:
+        return DUPLICATES
+    return None
+
+
+def _raise_if_lfs_pointers(root: Path, paths: list[Path]) -> None:
+    pointers = _lfs_pointers(paths)
+    if pointers:
+        raise RuntimeError(
+            f"The CREMA-D .wav files under {root} are git-lfs pointer files, not audio "
+            f"({len(pointers)} of the files checked, e.g. {pointers[0]}): the repository was downloaded "
+            "without its LFS content (a GitHub zip, or a clone made without git-lfs). Fix: in the clone run "
+            "`git lfs install && git lfs pull`, or clone again with git-lfs installed "
+            f"(`git lfs install && git clone {CREMAD_REPO_URL}.git`)."
+        )
+
+
+def _actor_genders(root: Path, demographics: Path | None) -> dict[int, str]:
+    """Actor id -> gender from the demographics file; empty, with one warning, without the file."""
+    if demographics is None:
+        # One warning, not one per clip; gender is only needed for gender-stratified folds.
+        logger.warning(
+            "No %s under %s or next to it: gender is 'unknown' for every CREMA-D clip, so speaker folds "
+            "cannot be stratified by gender. Gender-stratified folds need %s from the CREMA-D repository "
+            "(%s); put it in or next to the data folder.",
+            CREMAD_DEMOGRAPHICS_FILE, root, CREMAD_DEMOGRAPHICS_FILE, CREMAD_REPO_URL,
+        )
+        return {}
+    genders = read_demographics(demographics)
+    logger.info("Actor genders from %s", demographics)
+    return genders
+
+
+def _cremad_row(path: Path, meta: dict, genders: dict[int, str], labels: int | str) -> dict:
+    actor = meta["actor"]
+    return {
+        "path": str(path),
+        "speaker": str(actor),
+        "actor": actor,
+        "gender": genders.get(actor, "unknown"),
+        "sentence": meta["sentence"],
+        "emotion": meta["emotion"],
+        "level": meta["level"],
+        "label": cremad_label(meta["emotion"], meta["level"], labels),
+    }
+
+
+def _warn_actors_without_gender(rows: list[dict], genders: dict[int, str], demographics: Path) -> None:
+    absent = sorted({row["actor"] for row in rows if row["actor"] not in genders})
+    if absent:
+        logger.warning(
+            "%d CREMA-D actors are not in %s (gender 'unknown'): %s",
+            len(absent), demographics, ", ".join(map(str, absent[:10])) + (" ..." if len(absent) > 10 else ""),
+        )

@@ -18,19 +18,30 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from ser_hf.corpora.files import AUDIO_EXTENSIONS
+
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".aiff", ".aif", ".wma", ".webm")
 _MANIFEST_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
 _SHOW = 10  # how many offending items an error message lists before "... and N more"
 _RAVDESS_ACTOR_DIR = re.compile(r"^Actor_\d\d$")
-_LEAK_WARNING = (
+# Said wherever speakers may cross splits (also by `ser_hf.data.splits.stratified_split`).
+SPEAKER_LEAK_WARNING = (
     "Results may leak speakers: a speaker whose clips are in both training and evaluation makes the model "
     "look better than it is on new voices (it partly measures speaker recognition)."
 )
 
 
-def _sample(items, n: int = _SHOW) -> str:
+def sample_text(items, n: int = _SHOW) -> str:
+    """The first `n` items joined with ", ", then "... and N more": error messages stay short on big corpora.
+
+    Args:
+        items: anything printable.
+        n: how many to show.
+
+    Returns:
+        e.g. "a.wav, b.wav ... and 12 more".
+    """
     items = list(items)
     text = ", ".join(str(i) for i in items[:n])
     return text + (f" ... and {len(items) - n} more" if len(items) > n else "")
@@ -106,17 +117,49 @@ def load_manifest(
     if not manifest.is_file():
         raise FileNotFoundError(f"Manifest {manifest} does not exist")
     records, columns = _read_records(manifest)
-    missing_columns = [c for c in (path_column, label_column) if c not in columns]
-    if missing_columns:
-        raise ValueError(
-            f"Manifest {manifest} has no column {' or '.join(repr(c) for c in missing_columns)}; "
-            f"columns present: {', '.join(map(repr, columns)) or 'none'}. "
-            "Rename the column or pass path_column= / label_column= (--path_column / --label_column)."
-        )
+    _check_columns(manifest, columns, path_column, label_column, speaker_column)
     if not records:
         raise ValueError(f"Manifest {manifest} lists no audio files")
-    has_speaker = speaker_column is not None and speaker_column in columns
-    base = manifest.parent
+    if speaker_column is not None and speaker_column not in columns:
+        speaker_column = None  # optional: without it rows get no "speaker" key at all
+    rows, empty, missing_files = _manifest_rows(records, manifest.parent, path_column, label_column, speaker_column)
+    if empty:
+        raise ValueError(
+            f"Manifest {manifest}: empty {path_column!r} or {label_column!r} on line(s) {sample_text(empty)}"
+        )
+    if missing_files:
+        # All at once: fixing a manifest one error per run is slow.
+        raise FileNotFoundError(
+            f"{len(missing_files)} of the {len(rows)} audio files listed in {manifest} do not exist "
+            f"(relative paths resolve against {manifest.parent}): {sample_text(missing_files)}"
+        )
+    n_labels = len({row["label"] for row in rows})
+    if speaker_column is not None:
+        n_speakers = len({row["speaker"] for row in rows if row["speaker"] is not None})
+        logger.info("Loaded %d clips, %d labels, %d speakers from %s", len(rows), n_labels, n_speakers, manifest)
+    else:
+        logger.info("Loaded %d clips, %d labels, no speaker column from %s", len(rows), n_labels, manifest)
+    return rows
+
+
+def _check_columns(manifest: Path, columns: list[str], path_column: str, label_column: str,
+                   speaker_column: str | None) -> None:
+    missing = [c for c in (path_column, label_column) if c not in columns]
+    if missing:
+        # Renaming is the fix that always works: the command line has no option naming a manifest's columns.
+        speaker = f", and the speaker column (if any) to {speaker_column!r}" if speaker_column else ""
+        raise ValueError(
+            f"Manifest {manifest} has no column {' or '.join(repr(c) for c in missing)}; "
+            f"columns present: {', '.join(map(repr, columns)) or 'none'}. "
+            f"Rename the columns in the file: the audio path column to {path_column!r}, the label column to "
+            f"{label_column!r}{speaker}."
+        )
+
+
+def _manifest_rows(records: list[dict], base: Path, path_column: str, label_column: str,
+                   speaker_column: str | None) -> tuple[list[dict], list[int], list[str]]:
+    """Rows from manifest records, the line numbers with an empty path or label, and the listed files that do not
+    exist (checked for every record, so that one error lists them all)."""
     rows, empty, missing_files = [], [], []
     for record in records:
         line = record.pop("__line__")
@@ -130,27 +173,11 @@ def load_manifest(
         row = {k: v for k, v in record.items() if k not in (path_column, label_column, speaker_column)}
         row["path"] = str(resolved)
         row["label"] = str(label).strip()
-        if has_speaker:
+        if speaker_column is not None:
             speaker = record.get(speaker_column)
             row["speaker"] = None if speaker is None or str(speaker).strip() == "" else str(speaker).strip()
         rows.append(row)
-    if empty:
-        raise ValueError(
-            f"Manifest {manifest}: empty {path_column!r} or {label_column!r} on line(s) {_sample(empty)}"
-        )
-    if missing_files:
-        # All at once: fixing a manifest one error per run is slow.
-        raise FileNotFoundError(
-            f"{len(missing_files)} of the {len(rows)} audio files listed in {manifest} do not exist "
-            f"(relative paths resolve against {base}): {_sample(missing_files)}"
-        )
-    n_labels = len({row["label"] for row in rows})
-    if has_speaker:
-        n_speakers = len({row["speaker"] for row in rows if row["speaker"] is not None})
-        logger.info("Loaded %d clips, %d labels, %d speakers from %s", len(rows), n_labels, n_speakers, manifest)
-    else:
-        logger.info("Loaded %d clips, %d labels, no speaker column from %s", len(rows), n_labels, manifest)
-    return rows
+    return rows, empty, missing_files
 
 
 def labels_from_rows(rows: list[dict], label_key: str = "label") -> list[str]:
@@ -213,7 +240,7 @@ def load_audiofolder(data_dir: str | os.PathLike) -> list[dict]:
                 rows.append({"path": str(path), "label": path.parent.name})
     if loose:
         raise ValueError(
-            f"{root} has audio files directly inside it ({_sample(loose, 3)}) and no metadata.csv, so they have no "
+            f"{root} has audio files directly inside it ({sample_text(loose, 3)}) and no metadata.csv, so they have no "
             "label. Put each class in its own folder (data_dir/<label>/*.wav) or add a metadata.csv "
             "(columns file_name,label[,speaker])."
         )
@@ -270,26 +297,31 @@ def load_hub_dataset(
         if "config_name" in kwargs:
             kwargs["name"] = kwargs.pop("config_name")
         dataset = datasets.load_dataset(name, split=split, **kwargs)
-    parts = dataset.values() if isinstance(dataset, datasets.DatasetDict) else [dataset]
+    parts = list(dataset.values()) if isinstance(dataset, datasets.DatasetDict) else [dataset]
     for part in parts:
         for column in (audio_column, label_column, speaker_column):
             if column is not None and column not in part.column_names:
                 raise ValueError(
                     f"Dataset {name!r} has no column {column!r}; columns present: {', '.join(part.column_names)}"
                 )
-    first = next(iter(parts))
-    feature = first.features[label_column]
-    if isinstance(feature, datasets.ClassLabel):
-        label_names = list(feature.names)
-    else:
-        values = set()
-        for part in parts:
-            values.update(str(v) for v in part[label_column])
-        label_names = sorted(values)
+    label_names = _hub_label_names(parts, label_column)
     if speaker_column is None:
-        logger.warning("No speaker column given for %s. %s", name, _LEAK_WARNING)
+        logger.warning("No speaker column given for %s. %s", name, SPEAKER_LEAK_WARNING)
     logger.info("Loaded %s: %s; labels %s", name, dataset, label_names)
     return dataset, label_names
+
+
+def _hub_label_names(parts, label_column: str) -> list[str]:
+    """The `ClassLabel` names in id order when the column has them, else the sorted values of every part."""
+    import datasets
+
+    feature = parts[0].features[label_column]
+    if isinstance(feature, datasets.ClassLabel):
+        return list(feature.names)
+    values = set()
+    for part in parts:
+        values.update(str(v) for v in part[label_column])
+    return sorted(values)
 
 
 def hub_dataset_rows(name, cache_dir, split="train", audio_column="audio", label_column="label",
@@ -383,11 +415,21 @@ def load_user_splits(
                 f"split ({train}) does not have; train labels: {', '.join(sorted(labels))}. "
                 "The label set comes from the train split."
             )
+    _warn_about_speakers(splits, speaker_column)
+    logger.info(
+        "User splits: %s; %d labels from train",
+        ", ".join(f"{split} {len(rows)} clips" for split, rows in splits.items()), len(labels),
+    )
+    return splits
+
+
+def _warn_about_speakers(splits: dict[str, list[dict]], speaker_column: str | None) -> None:
+    """Warn about splits without speakers and about speakers in two splits: both leak; the user's split stands."""
     without = [split for split, rows in splits.items() if not rows or "speaker" not in rows[0]]
     if without:
         logger.warning(
             "No speaker column %r in the %s split(s): speaker independence cannot be checked. %s",
-            speaker_column, ", ".join(without), _LEAK_WARNING,
+            speaker_column, ", ".join(without), SPEAKER_LEAK_WARNING,
         )
     names = list(splits)
     speakers = {
@@ -399,51 +441,5 @@ def load_user_splits(
             if shared:
                 logger.warning(
                     "%d speaker(s) appear in both the %s and %s splits: %s. %s This is your split; it is used as given.",
-                    len(shared), first, second, _sample(shared), _LEAK_WARNING,
+                    len(shared), first, second, sample_text(shared), SPEAKER_LEAK_WARNING,
                 )
-    logger.info(
-        "User splits: %s; %d labels from train",
-        ", ".join(f"{split} {len(rows)} clips" for split, rows in splits.items()), len(labels),
-    )
-    return splits
-
-
-def stratified_split(
-    rows: list[dict], eval_fraction: float = 0.2, seed: int = 0, label_key: str = "label"
-) -> dict[str, list[dict]]:
-    """Random split keeping class proportions: the fallback when rows have no speakers.
-
-    Clips of one speaker end up on both sides, so the evaluation is not speaker-independent; use
-    `ser_hf.splits` folds whenever a speaker column exists.
-
-    Args:
-        rows: metadata rows.
-        eval_fraction: fraction of rows in the validation split, in (0, 1).
-        seed: random seed (same seed, same split).
-        label_key: the row key holding the label.
-
-    Returns:
-        `{"train": rows, "validation": rows}`, each in the input order.
-
-    Raises:
-        ValueError: eval_fraction outside (0, 1), or a class too small to appear on both sides.
-    """
-    from sklearn.model_selection import train_test_split
-
-    if not 0 < eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
-    labels = [row[label_key] for row in rows]
-    small = sorted(label for label, n in Counter(labels).items() if n < 2)
-    if small:
-        raise ValueError(f"Classes with fewer than 2 clips cannot be split with stratification: {_sample(small)}")
-    logger.warning(
-        "Random stratified split (%.0f%% validation, seed %d) without speaker information. %s",
-        100 * eval_fraction, seed, _LEAK_WARNING,
-    )
-    try:
-        train_idx, eval_idx = train_test_split(
-            list(range(len(rows))), test_size=eval_fraction, random_state=seed, stratify=labels
-        )
-    except ValueError as err:
-        raise ValueError(f"Cannot split {len(rows)} clips with stratification at eval_fraction={eval_fraction}: {err}") from err
-    return {"train": [rows[i] for i in sorted(train_idx)], "validation": [rows[i] for i in sorted(eval_idx)]}

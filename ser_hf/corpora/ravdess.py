@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
-from ser_hf.corpora import walk_files
-from ser_hf.download import download_file, is_extracted, md5sum, safe_extract_zip
+from ser_hf.corpora.download import download_file, is_extracted, md5sum, safe_extract_zip
+from ser_hf.corpora.files import DUPLICATES, SkippedFiles, walk_files
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,6 @@ _VOCAL_CHANNELS = {1: "speech", 2: "song"}
 _INTENSITIES = {1: "normal", 2: "strong"}
 # The sung half of RAVDESS was recorded without disgust (07) and surprised (08).
 _SONG_EMOTIONS = frozenset(range(1, 7))
-_DUPLICATES = "duplicate clips (same name in another folder)"
 _NAME_RE = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)(\.[A-Za-z0-9]+)?$")
 
 
@@ -126,65 +124,13 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"RAVDESS folder {root} does not exist. {_howto(root)}")
-    skipped: Counter[str] = Counter()
-    examples: dict[str, list[str]] = {}
-    rows: list[dict] = []
-    first_seen: dict[str, Path] = {}
-
-    def skip(category: str, path: Path) -> None:
-        skipped[category] += 1
-        examples.setdefault(category, [])
-        if len(examples[category]) < 3:
-            examples[category].append(str(path.relative_to(root)))
-
-    for path in walk_files(root):
-        if _is_macos_metadata(path, root):
-            skip("macOS metadata (._* / __MACOSX)", path)
-            continue
-        if path.name.startswith("."):
-            continue  # our own extraction marker and other hidden files are not corpus files
-        try:
-            meta = parse_ravdess_filename(path.name)
-        except ValueError as err:
-            raise ValueError(f"{err} (file {path})") from err
-        if meta is None:
-            skip("names not of the RAVDESS form", path)
-        elif meta["modality"] != "audio-only":
-            skip(f"{meta['modality']} modality files", path)
-        elif meta["vocal_channel"] != "speech":
-            skip("song files", path)
-        elif path.suffix.lower() != ".wav":
-            skip("audio-only files that are not .wav", path)
-        elif path.stem in first_seen:
-            skip(_DUPLICATES, path)
-        else:
-            first_seen[path.stem] = path
-            actor = meta["actor"]
-            rows.append(
-                {
-                    "path": str(path),
-                    "speaker": f"Actor_{actor:02d}",
-                    "actor": actor,
-                    "gender": "male" if actor % 2 else "female",
-                    "emotion": meta["emotion"],
-                    "intensity": meta["intensity"],
-                    "statement": meta["statement"],
-                    "repetition": meta["repetition"],
-                }
-            )
-    if skipped[_DUPLICATES]:
-        # One warning, not one per file: a corpus extracted twice would otherwise print 1440 lines.
-        logger.warning(
-            "%d RAVDESS clips appear more than once under %s (kept the first in sorted path order), e.g. %s",
-            skipped[_DUPLICATES], root, ", ".join(examples[_DUPLICATES]),
-        )
-    for category, count in sorted(skipped.items()):
-        if category == _DUPLICATES:
-            continue
-        logger.info("Skipped %d %s under %s, e.g. %s", count, category, root, ", ".join(examples[category]))
+    skipped = SkippedFiles(root)
+    rows = [_ravdess_row(path, meta) for path, meta in _speech_clips(root, skipped)]
+    skipped.log(logger, "RAVDESS")
     if not rows:
-        found = "; ".join(f"{n} {c}" for c, n in sorted(skipped.items())) or "no files at all"
-        raise FileNotFoundError(f"No RAVDESS audio-only speech .wav files under {root} (found {found}). {_howto(root)}")
+        raise FileNotFoundError(
+            f"No RAVDESS audio-only speech .wav files under {root} (found {skipped.describe()}). {_howto(root)}"
+        )
     if len(rows) != RAVDESS_EXPECTED_FILES:
         logger.warning(
             "Found %d RAVDESS speech clips under %s, expected %d (the full %s release: 24 actors x 60). "
@@ -194,6 +140,57 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
     else:
         logger.info("Found %d RAVDESS speech clips under %s", len(rows), root)
     return rows
+
+
+def _speech_clips(root: Path, skipped: SkippedFiles):
+    """Yield `(path, parsed name)` of each audio-only speech .wav below `root`, once per clip; count the other
+    files in `skipped`."""
+    seen: set[str] = set()
+    for path in walk_files(root):
+        if _is_macos_metadata(path, root):
+            skipped.add("macOS metadata (._* / __MACOSX)", path)
+            continue
+        if path.name.startswith("."):
+            continue  # our own extraction marker and other hidden files are not corpus files
+        try:
+            meta = parse_ravdess_filename(path.name)
+        except ValueError as err:
+            raise ValueError(f"{err} (file {path})") from err
+        reason = _skip_reason(path, meta, seen)
+        if reason:
+            skipped.add(reason, path)
+        else:
+            seen.add(path.stem)
+            yield path, meta
+
+
+def _skip_reason(path: Path, meta: dict | None, seen: set[str]) -> str | None:
+    """Why a file is not an audio-only speech clip to load (a skip category), or None when it is one."""
+    if meta is None:
+        return "names not of the RAVDESS form"
+    if meta["modality"] != "audio-only":
+        return f"{meta['modality']} modality files"
+    if meta["vocal_channel"] != "speech":
+        return "song files"
+    if path.suffix.lower() != ".wav":
+        return "audio-only files that are not .wav"
+    if path.stem in seen:
+        return DUPLICATES
+    return None
+
+
+def _ravdess_row(path: Path, meta: dict) -> dict:
+    actor = meta["actor"]
+    return {
+        "path": str(path),
+        "speaker": f"Actor_{actor:02d}",
+        "actor": actor,
+        "gender": "male" if actor % 2 else "female",
+        "emotion": meta["emotion"],
+        "intensity": meta["intensity"],
+        "statement": meta["statement"],
+        "repetition": meta["repetition"],
+    }
 
 
 def _has_speech_files(root: Path) -> bool:

@@ -1,0 +1,40 @@
+"""`ser-hf`: one console script for every recipe.
+
+    ser-hf train CONFIG.yaml [--field value ...]     fine-tune one speaker fold      (= recipes/finetune.py)
+    ser-hf cv CONFIG.yaml [--folds 0,1] [...]        every speaker fold, one table    (= recipes/crossval.py)
+    ser-hf evaluate --model DIR [...]                re-evaluate a trained model      (= recipes/evaluate_model.py)
+    ser-hf predict MODEL FILE_OR_DIR ... [...]       classify audio files             (= recipes/predict.py)
+    ser-hf baseline CONFIG.yaml [--folds ...]        the MFCC + prosody SVM baseline  (= recipes/baseline_svm.py)
+
+`ser-hf COMMAND --help` lists each command's options. Cross-validation starts its folds as
+`python -m ser_hf.cli train ...`, so a fold is exactly what a user would run.
+"""
+
+import importlib
+import sys
+
+# Imported on demand: `ser-hf predict --help` should not wait for the training stack to import.
+COMMANDS = {
+    "train": "ser_hf.commands.train",
+    "cv": "ser_hf.commands.crossval",
+    "evaluate": "ser_hf.commands.evaluate",
+    "predict": "ser_hf.commands.predict",
+    "baseline": "ser_hf.commands.baseline",
+}
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(__doc__.strip())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ser-hf: unknown command {name!r}; choose from {', '.join(COMMANDS)} (ser-hf --help)", file=sys.stderr)
+        return 2
+    command = importlib.import_module(COMMANDS[name])
+    return command.main(rest, prog=f"ser-hf {name}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Audio decoding, cropping, feature extraction and batch padding shared by training and evaluation.
+
+Evaluation follows what `pipeline("audio-classification")` does with a file: decode at 16 kHz, run the
+feature extractor on the whole clip, no padding. `SERTrainer` runs padding-sensitive models one clip at
+a time during evaluation, so the metrics we report are the ones the pipeline gives.
+"""
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from ser_hf.corpora.files import SAMPLE_RATE
+
+# wav2vec2 / HuBERT / WavLM conv front ends span 400 samples (25 ms at 16 kHz) for their first output frame;
+# shorter input crashes them ("Kernel size can't be greater than actual input size"). The audio scan excludes
+# such clips from training and inference refuses them, with this one threshold.
+MIN_SAMPLES = 400
+
+
+def decoded_to_mono(value):
+    """Turn a decoded `datasets.Audio` value into a 1-D float32 numpy array.
+
+    datasets 5.x yields a torchcodec `AudioDecoder`; older versions and hand-made rows give a dict
+    with "array". Multi-channel audio is averaged to mono. The pipeline's ffmpeg `-ac 1` mixes stereo as
+    (L+R)/sqrt(2): the same signal up to a scale, which the feature extractor's normalisation removes
+    (a model with do_normalize=False would see stereo files 0.7x as loud in training as in the pipeline).
+
+    Args:
+        value: an `AudioDecoder`, or a dict with "array" (samples, or channels x samples).
+
+    Returns:
+        The mono waveform.
+    """
+    if isinstance(value, dict):
+        array = np.asarray(value["array"], dtype=np.float32)
+    else:
+        array = value.get_all_samples().data.numpy().astype(np.float32, copy=False)
+    if array.ndim == 2:
+        array = array.mean(axis=0)
+    return array
+
+
+def crop(array, max_samples, random=False):
+    """Crop to at most `max_samples`: a random window (training) or the start (evaluation).
+
+    The window comes from torch's global RNG, which the Trainer seeds and stores in every checkpoint, so a
+    resumed run draws the same crops as an uninterrupted one.
+
+    Args:
+        array: 1-D waveform.
+        max_samples: maximum length; None keeps the whole clip.
+        random: a random window when True, else the first `max_samples`.
+
+    Returns:
+        The cropped waveform (the array itself when it is short enough).
+    """
+    if max_samples is None or len(array) <= max_samples:
+        return array
+    start = int(torch.randint(0, len(array) - max_samples + 1, (1,))) if random else 0
+    return array[start : start + max_samples]
+
+
+def audio_duration_seconds(path):
+    """Duration from the file header, without decoding (soundfile first, torchcodec for other formats).
+
+    Args:
+        path: audio file.
+
+    Returns:
+        Seconds (0.0 when the header has no duration).
+    """
+    try:
+        info = sf.info(path)
+        return info.frames / info.samplerate
+    except (RuntimeError, sf.LibsndfileError):
+        from torchcodec.decoders import AudioDecoder
+
+        metadata = AudioDecoder(path).metadata
+        return float(metadata.duration_seconds_from_header or 0.0)
+
+
+class AudioTransform:
+    """On-the-fly `datasets` transform: decode, crop, feature-extract (per clip, no padding).
+
+    Args:
+        feature_extractor: the model's feature extractor (normalisation happens per clip, as in the pipeline).
+        max_seconds: crop length; None keeps whole clips.
+        train: random crops when True; a fixed crop from the start otherwise.
+        augment: `augment(samples, sample_rate)` applied to training clips after cropping (see ser_hf.data.augment);
+            never given to evaluation transforms.
+    """
+
+    def __init__(self, feature_extractor, max_seconds, train, augment=None):
+        if augment is not None and not train:
+            raise ValueError("augmentation is for training data only")
+        self.feature_extractor = feature_extractor
+        self.max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
+        self.train = train
+        self.augment = augment
+
+    def __call__(self, batch):
+        # `Trainer` reads the "length" column through the transform for length grouping: pass it through.
+        if "audio" not in batch:
+            return batch
+        arrays = [
+            crop(decoded_to_mono(value), self.max_samples, random=self.train) for value in batch["audio"]
+        ]
+        if self.augment is not None:
+            arrays = [self.augment(array, SAMPLE_RATE) for array in arrays]
+        features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
+        input_name = self.feature_extractor.model_input_names[0]
+        output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
+        if "length" in batch:
+            output["length"] = batch["length"]
+        if "path" in batch:  # lets the trainer name the file behind a non-finite batch
+            output["path"] = batch["path"]
+        return output
+
+
+class AudioCollator:
+    """Pad raw-waveform inputs to one length and build an attention mask.
+
+    The mask is always built: models that take one get it; for the others `SERTrainer` uses it only to
+    find each clip's true length during evaluation.
+
+    Args:
+        input_name: the model's input name ("input_values" for wav2vec2-like encoders).
+        pad_to_seconds: pad every batch to this length ('max_length' padding); None pads to the longest clip.
+        padding_value: the feature extractor's padding value.
+    """
+
+    def __init__(self, input_name="input_values", pad_to_seconds=None, padding_value=0.0):
+        self.input_name = input_name
+        self.pad_to = None if pad_to_seconds is None else int(pad_to_seconds * SAMPLE_RATE)
+        self.padding_value = padding_value
+
+    def __call__(self, features):
+        lengths = [len(f[self.input_name]) for f in features]
+        target = max(max(lengths), self.pad_to or 0)
+        values = torch.full((len(features), target), self.padding_value, dtype=torch.float32)
+        mask = torch.zeros((len(features), target), dtype=torch.long)
+        for row, (feature, length) in enumerate(zip(features, lengths)):
+            values[row, :length] = torch.as_tensor(feature[self.input_name])
+            mask[row, :length] = 1
+        batch = {self.input_name: values, "attention_mask": mask}
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        if "path" in features[0]:
+            batch["paths"] = [f["path"] for f in features]
+        return batch

@@ -1,0 +1,278 @@
+"""From a corpus folder to speaker-independent `datasets` splits ready for the Trainer."""
+
+import dataclasses
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from datasets import Audio, Dataset, DatasetDict
+
+from ser_hf.config import UsageError
+from ser_hf.corpora import get_corpus
+from ser_hf.corpora.manifest import labels_from_rows, load_user_splits
+from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds
+from ser_hf.data.augment import build_augmentation
+from ser_hf.data.scan import (
+    data_report, partition_rows, raise_if_strict, report_markdown, scan_files, write_data_report,
+)
+from ser_hf.data.splits import describe_split, speaker_folds, split_by_fold, stratified_split
+
+logger = logging.getLogger(__name__)
+
+# The run's DataArguments, saved in its output dir so that recipes/evaluate_model.py can rebuild the same splits.
+DATA_ARGS_FILE = "data_args.json"
+
+
+def resolve_data_args(data_args):
+    """The DataArguments with the corpus's own defaults filled in, as the run records them in data_args.json.
+
+    `data_dir` defaults to the corpus's folder in the registry (data/ravdess, data/demo), the manifest's folder, or
+    data/hub/<dataset>; `labels` to the corpus's default label set. Called where a command starts, before any
+    data work, so a corpus that needs `--data_dir` or a label set it lacks fails in the first second.
+
+    Raises:
+        UsageError: the corpus needs --data_dir, or --labels names a set the corpus does not have.
+    """
+    spec = get_corpus(data_args.corpus)
+    for name in ("manifest", "train_manifest", "validation_manifest", "test_manifest"):
+        path = getattr(data_args, name)
+        if path and not Path(path).is_file():
+            raise UsageError(f"--{name} {path}: no such file")
+    data_dir = data_args.data_dir
+    manifest = data_args.manifest or data_args.train_manifest
+    if data_dir is None and manifest:
+        data_dir = str(Path(manifest).parent)
+    elif data_dir is None and data_args.corpus == "hub":
+        data_dir = str(Path("data/hub") / data_args.dataset_name.replace("/", "__"))
+    elif data_dir is None:
+        data_dir = spec.default_data_dir
+    if data_dir is None:
+        raise UsageError(f"--corpus {spec.name} needs --data_dir: the folder that holds {spec.display_name}")
+    if spec.label_sets is None and data_args.labels is not None:
+        raise UsageError(f"--labels chooses among a corpus's label sets; {spec.display_name} has one (drop --labels)")
+    try:
+        labels = spec.resolve_label_set(data_args.labels) if spec.label_sets is not None else None
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return dataclasses.replace(data_args, data_dir=data_dir, labels=labels)
+
+
+def load_corpus(data_args):
+    """Find, download or generate a whole corpus and return its metadata rows and label set.
+
+    Args:
+        data_args: `DataArguments`; `data_args.corpus` picks the corpus in the registry (`ser_hf.corpora`).
+
+    Returns:
+        (rows: dicts with at least path and label, and speaker/gender where the corpus has them;
+         label_names in id order, fixed by code for the known corpora)
+    """
+    return get_corpus(data_args.corpus).load(data_args)
+
+
+@dataclass
+class PreparedSplits:
+    """A corpus split for one run, and what the model card must say about it.
+
+    Attributes:
+        splits: {"train", "validation"[, "test"]} -> metadata rows.
+        label_names: class names in id order.
+        split_names: {"validation"[, "test"]} -> the split as the card names it, e.g.
+            "validation (fold 0: Actor_01, ...)".
+        protocol: one sentence on how the split was made.
+        speaker_independent: no speaker has clips in two splits, and every clip's speaker is known.
+    """
+
+    splits: dict
+    label_names: list
+    split_names: dict
+    protocol: str
+    speaker_independent: bool
+
+    @property
+    def split_name(self):
+        """The validation split's name."""
+        return self.split_names["validation"]
+
+
+def _speaker_independent(splits):
+    speakers = [{row.get("speaker") for row in rows} for rows in splits.values()]
+    known = all(None not in s and "" not in s for s in speakers)
+    return known and sum(len(s) for s in speakers) == len(set().union(*speakers))
+
+
+def prepare_splits(data_args, corpus=None):
+    """Load the corpus and split it, speaker-independently whenever speakers are known.
+
+    - Known corpora and manifests with a speaker column: `n_folds` folds of speakers (gender-balanced where
+      gender is known), fold `fold` for validation, `test_fold` for test.
+    - `train_manifest`/`validation_manifest`(/`test_manifest`): the user's own split, labels from train.
+    - No speaker column: a stratified split, with a loud warning that speakers may leak.
+
+    Args:
+        data_args: `DataArguments`.
+        corpus: `load_corpus(data_args)` when the caller already has it (one load for every fold of a
+            cross-validation); loaded here otherwise.
+
+    Returns:
+        `PreparedSplits`.
+    """
+    data_args = resolve_data_args(data_args)  # a no-op for the commands, which resolved them at start
+    if data_args.train_manifest:
+        splits = load_user_splits(train=data_args.train_manifest, validation=data_args.validation_manifest,
+                                  test=data_args.test_manifest)
+        protocol = ("The user's own train/validation" + ("/test" if data_args.test_manifest else "")
+                    + " files; speaker independence is what those files make it (overlaps are warned about).")
+        names = {"validation": f"validation ({data_args.validation_manifest})"}
+        if data_args.test_manifest:
+            names["test"] = f"test ({data_args.test_manifest})"
+        return PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol, _speaker_independent(splits))
+    rows, label_names = corpus or load_corpus(data_args)
+    if all(row.get("speaker") for row in rows):
+        speaker_to_gender = {row["speaker"]: row.get("gender") or "unknown" for row in rows}
+        folds = speaker_folds(speaker_to_gender, n_folds=data_args.n_folds, seed=data_args.fold_seed)
+        # split_by_fold refuses any speaker in two splits.
+        splits = split_by_fold(rows, folds, eval_fold=data_args.fold, test_fold=data_args.test_fold)
+        names = {"validation": f"validation (fold {data_args.fold}: {', '.join(folds[data_args.fold])})"}
+        if data_args.test_fold is not None:
+            names["test"] = f"test (fold {data_args.test_fold}: {', '.join(folds[data_args.test_fold])})"
+        protocol = (f"Speaker-independent: {data_args.n_folds} folds of speakers, fold {data_args.fold} held out "
+                    f"for validation" + (f", fold {data_args.test_fold} for test" if data_args.test_fold is not None
+                                         else "") + "; no speaker appears in two splits.")
+    else:
+        splits = stratified_split(rows, eval_fraction=1 / data_args.n_folds, seed=data_args.fold_seed or 0)
+        names = {"validation": "validation (stratified, speakers unknown: may leak)"}
+        protocol = ("Stratified by class, NOT speaker-independent: the corpus has no speaker column, so the same "
+                    "voices may be in training and evaluation and the scores may be optimistic.")
+    logger.info("Split:\n%s", describe_split(splits) if "speaker" in rows[0] else {k: len(v) for k, v in splits.items()})
+    return PreparedSplits(splits, label_names, names, protocol, _speaker_independent(splits))
+
+
+def class_counts(splits, label_names):
+    """Clips per class in each split, zeros included, so a missing class is visible.
+
+    Args:
+        splits: split name -> rows with a "label".
+        label_names: class names in id order.
+
+    Returns:
+        {split: {class: clips}}, classes in label order.
+    """
+    counts = {name: Counter(row["label"] for row in rows) for name, rows in splits.items()}
+    return {name: {label: counts[name][label] for label in label_names} for name in splits}
+
+
+def class_counts_markdown(splits, label_names):
+    """Per-class clip counts per split, as a markdown table for the log and the model card.
+
+    Args:
+        splits: split name -> rows with a "label".
+        label_names: class names in id order (the table's rows).
+
+    Returns:
+        The table, with a total row.
+    """
+    counts = class_counts(splits, label_names)
+    names = list(splits)
+    lines = ["| class | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label in label_names:
+        lines.append(f"| {label} | " + " | ".join(str(counts[name][label]) for name in names) + " |")
+    lines.append("| **total** | " + " | ".join(str(len(splits[name])) for name in names) + " |")
+    return "\n".join(lines)
+
+
+def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
+    """Decode every file once and drop the ones training would choke on, with a report.
+
+    Unreadable, empty, truncated, too short, non-finite, silent and suspiciously long files are excluded
+    (and listed in `report_dir/data_report.json`); with `data_args.strict` any of them is an error.
+    The scan is cached beside the corpus (or in report_dir when the corpus folder is read-only).
+
+    Only the main process (`is_main`) writes the report and logs it; the others reuse its cached scan.
+
+    Args:
+        splits: split name -> rows.
+        data_args: `DataArguments` (data_dir, max_audio_seconds, scan_workers, strict).
+        report_dir: where `data_report.json` goes (the run's output dir).
+        is_main: whether this is the main process.
+
+    Returns:
+        (splits without the bad rows, report dict)
+    """
+    data_dir = Path(data_args.data_dir)
+    cache_dir = data_dir if os.access(data_dir, os.W_OK) else Path(report_dir)
+    paths = [row["path"] for rows in splits.values() for row in rows]
+    results = scan_files(paths, max_seconds=data_args.max_audio_seconds, workers=data_args.scan_workers,
+                         cache_path=cache_dir / ".ser_hf_scan_cache.json")
+    notes = Counter(note for r in results.values() if r.status == "ok" for note in r.notes)
+    kept, excluded = {}, {}
+    for name, rows in splits.items():
+        kept[name], excluded[name] = partition_rows(rows, results)
+    report = data_report(excluded, notes_count=dict(notes))
+    if is_main:
+        if report["n_excluded"]:
+            logger.warning("Audio scan excluded %d file(s):\n%s", report["n_excluded"], report_markdown(report))
+        else:
+            logger.info("Audio scan: all %d files decode cleanly", len(paths))
+        # The report is pushed with the model: paths relative to the corpus, as in the predictions CSV.
+        files = [{**f, "path": os.path.relpath(f["path"], data_dir)} for f in report["files"]]
+        Path(report_dir).mkdir(parents=True, exist_ok=True)
+        write_data_report({**report, "files": files}, Path(report_dir) / "data_report.json")
+    if data_args.strict:
+        raise_if_strict(report)  # on every process: none is left waiting for a main process that raised
+    return kept, {**report, "files": files} if is_main else report
+
+
+def to_dataset(rows, label2id, limit=None):
+    """Build a `datasets.Dataset` whose "audio" column decodes to 16 kHz and whose "length" allows length grouping.
+
+    Args:
+        rows: metadata rows (path, label[, speaker, duration]).
+        label2id: label name -> id.
+        limit: keep only the first `limit` rows (None or 0: all).
+
+    Returns:
+        A Dataset with columns audio, path, speaker, label (id) and length (samples).
+
+    Raises:
+        ValueError: a row's label is not in `label2id`.
+    """
+    rows = rows[:limit] if limit else rows
+    unknown = sorted({row["label"] for row in rows} - set(label2id))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not in the label set {list(label2id)}")
+    table = {
+        "audio": [row["path"] for row in rows],
+        "path": [row["path"] for row in rows],
+        "speaker": [row.get("speaker") or "" for row in rows],
+        "label": [label2id[row["label"]] for row in rows],
+        # The audio scan measured each kept clip; unscanned rows fall back to the file header.
+        "length": [int((row.get("duration") or audio_duration_seconds(row["path"])) * SAMPLE_RATE) for row in rows],
+    }
+    return Dataset.from_dict(table).cast_column("audio", Audio(sampling_rate=SAMPLE_RATE))
+
+
+def build_datasets(splits, label2id, feature_extractor, data_args):
+    """Wrap each split in its on-the-fly transform: random crops for training, whole clips for evaluation.
+
+    Args:
+        splits: split name -> rows; "train" gets the training transform.
+        label2id: label name -> id.
+        feature_extractor: the model's feature extractor.
+        data_args: `DataArguments` (crop lengths, sample limits, augmentation).
+
+    Returns:
+        A `DatasetDict` with one transformed Dataset per split.
+    """
+    datasets = DatasetDict()
+    for name, rows in splits.items():
+        train = name == "train"
+        limit = data_args.max_train_samples if train else data_args.max_eval_samples
+        max_seconds = data_args.max_duration_seconds if train else data_args.eval_max_duration_seconds
+        # Seeded from torch's RNG per call (see ser_hf.data.augment), which the Trainer seeds and checkpoints.
+        augment = build_augmentation(data_args.augmentation, seed=0) if train else None
+        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train, augment=augment)
+        datasets[name] = to_dataset(rows, label2id, limit=limit).with_transform(transform)
+    return datasets

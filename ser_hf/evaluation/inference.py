@@ -1,0 +1,292 @@
+"""Classify audio files with `pipeline("audio-classification")`, one clear result or error per file.
+
+Every file is checked before the model sees it, so that a batch job gives each input a row:
+
+- undecodable, empty, truncated, too short (< 400 samples at 16 kHz) or NaN/Inf audio -> an error row
+  saying why (the pipeline would crash on a short clip and silently return NaN scores for NaN audio);
+- clips up to `chunk_seconds` -> the pipeline on the file path, so results are exactly the pipeline's
+  (ffmpeg inside it downmixes to mono and resamples to 16 kHz);
+- longer files -> decoded window by window (bounded memory), each window through the pipeline, the
+  softmax probabilities averaged over windows.
+
+    classifier = load_classifier("outputs/demo")
+    rows = classify_files(classifier, collect_audio_files(["clips/"]), top_k=3)
+    print(format_table(rows)); write_predictions(rows, "preds.csv")
+"""
+
+import csv
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from ser_hf.corpora.files import AUDIO_EXTENSIONS
+from ser_hf.data.audio import MIN_SAMPLES, SAMPLE_RATE
+from ser_hf.data.scan import clean_error, scan_file
+
+logger = logging.getLogger(__name__)
+
+
+def min_input_samples(config):
+    """Fewest 16 kHz samples a model accepts: its conv receptive field, and never below `MIN_SAMPLES`.
+
+    Args:
+        config: the model's `PretrainedConfig`; configs without `conv_kernel` (e.g. Whisper, which pads to
+            30 s) get `MIN_SAMPLES`.
+
+    Returns:
+        int.
+    """
+    kernels, strides = getattr(config, "conv_kernel", None), getattr(config, "conv_stride", None)
+    if not kernels or not strides:
+        return MIN_SAMPLES
+    field, jump = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field += (kernel - 1) * jump
+        jump *= stride
+    return max(MIN_SAMPLES, field)
+
+
+def collect_audio_files(inputs):
+    """Expand files and folders (recursively) into a list of audio files.
+
+    A missing path is kept (it becomes an error row when classified) so that one typo does not stop a
+    batch job.
+
+    Args:
+        inputs: paths to audio files or folders.
+
+    Returns:
+        list of Path. A named file is kept whatever its extension; in folders only audio extensions count.
+    """
+    files = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS
+                                and not p.name.startswith("._")))
+        else:
+            if not item.exists():
+                logger.warning("%s: no such file or folder", item)
+            files.append(item)
+    return files
+
+
+def load_classifier(model_dir, device=None):
+    """`pipeline("audio-classification")` on a local output dir or a Hub id.
+
+    Args:
+        model_dir: a training run's output dir, or a Hub model id.
+        device: e.g. "cpu", "cuda:0"; None lets the pipeline choose.
+
+    Returns:
+        The pipeline.
+    """
+    from transformers import pipeline
+
+    return pipeline("audio-classification", model=str(model_dir), device=device)
+
+
+def chunk_starts(total_samples, chunk_samples, hop_samples):
+    """Start offsets (in samples) of the windows that cover a file.
+
+    Windows start every `hop_samples`; the last one is moved back to end at the file's end, so every
+    window is full length (each gets the same weight and none is a sliver too short for the model).
+
+    Args:
+        total_samples: the file's length.
+        chunk_samples: window length.
+        hop_samples: distance between window starts.
+
+    Returns:
+        list of int, [0] when the file fits in one window.
+    """
+    if total_samples <= chunk_samples:
+        return [0]
+    n = 1 + -(-(total_samples - chunk_samples) // hop_samples)  # ceil without float rounding
+    return [i * hop_samples for i in range(n - 1)] + [total_samples - chunk_samples]
+
+
+def check_chunking(chunk_seconds, chunk_overlap):
+    """Refuse a window setting that cannot cover a file: the overlap must be shorter than the window.
+
+    Args:
+        chunk_seconds: window length in seconds.
+        chunk_overlap: seconds shared by consecutive windows.
+
+    Raises:
+        ValueError: unless 0 <= chunk_overlap < chunk_seconds, with windows at least one sample apart.
+    """
+    # Windows closer than one sample would round to a hop of 0 and never advance through the file.
+    if not 0 <= chunk_overlap < chunk_seconds or round((chunk_seconds - chunk_overlap) * SAMPLE_RATE) < 1:
+        raise ValueError(f"need 0 <= chunk_overlap < chunk_seconds (at least one sample apart), got {chunk_overlap} "
+                         f"and {chunk_seconds}")
+
+
+def _header_seconds(path):
+    from torchcodec.decoders import AudioDecoder
+
+    return AudioDecoder(path).metadata.duration_seconds_from_header
+
+
+def _scan_error(scan, min_samples):
+    if scan.status == "too_short":
+        n = round(scan.duration * SAMPLE_RATE)
+        return f"too short ({n} samples at 16 kHz, the model needs at least {min_samples})"
+    if scan.status == "non_finite":
+        return f"non-finite audio: {scan.detail} (not sent to the model: it would return NaN scores)"
+    return f"{scan.status}: {scan.detail}"
+
+
+def _row(path, scores, top_k, seconds, chunks):
+    ranked = sorted(scores, key=lambda s: s["score"], reverse=True)[:top_k]
+    return {"path": path, "label": ranked[0]["label"], "score": float(ranked[0]["score"]),
+            "top_k": [(s["label"], float(s["score"])) for s in ranked], "seconds": round(float(seconds), 3),
+            "chunks": chunks, "error": None}
+
+
+def _error_row(path, error, seconds=None):
+    # The row is the one place a file's error is reported (the table's ERROR line, the CSV/JSON): no log line too.
+    return {"path": path, "label": None, "score": None, "top_k": [],
+            "seconds": None if seconds is None else round(float(seconds), 3), "chunks": 0, "error": error}
+
+
+def _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, total_seconds):
+    from torchcodec.decoders import AudioDecoder
+
+    # The same 16 kHz mono conversion as the pipeline's `ffmpeg -ac 1 -ar 16000` (both are libswresample: a
+    # whole-file decode is bit-identical, including the (L+R)/sqrt(2) downmix, which is not a plain mean).
+    # Windows of 16 kHz sources are exact slices; for other rates each range restarts the resampler, which
+    # can shift a window by about a millisecond: immaterial for a 10 s window's emotion.
+    decoder = AudioDecoder(path, sample_rate=SAMPLE_RATE, num_channels=1)
+    chunk_n, hop_n = round(chunk_seconds * SAMPLE_RATE), round((chunk_seconds - chunk_overlap) * SAMPLE_RATE)
+    starts = chunk_starts(round(total_seconds * SAMPLE_RATE), chunk_n, hop_n)
+    sums, used = defaultdict(float), 0
+    for start in starts:
+        # Only this window is decoded: memory stays bounded by chunk_seconds whatever the file's length.
+        begin, end = start / SAMPLE_RATE, min((start + chunk_n) / SAMPLE_RATE, total_seconds)
+        samples = decoder.get_samples_played_in_range(begin, end).data.numpy()[0]
+        bad = int((~np.isfinite(samples)).sum())
+        if bad:
+            return _error_row(path, f"non-finite audio: {bad} NaN/Inf samples in {begin:.1f}-{end:.1f} s "
+                                    "(not sent to the model: it would return NaN scores)", total_seconds)
+        if len(samples) < min_samples:  # header longer than the data: nothing more to classify
+            continue
+        # The sampling rate already matches, so the pipeline skips resampling (which would need torchaudio).
+        for s in classifier({"raw": samples, "sampling_rate": SAMPLE_RATE}, top_k=None):
+            sums[s["label"]] += s["score"]
+        used += 1
+    if not used:
+        return _error_row(path, f"too short (no window of at least {min_samples} samples at 16 kHz)", total_seconds)
+    # Average of probabilities (soft voting), not of logits or a majority vote: each window is an independent
+    # estimate; the mean stays a distribution comparable with single-pass scores, lets confident windows
+    # count more than a vote would, and cannot be dominated by one window's extreme logits.
+    scores = [{"label": label, "score": total / used} for label, total in sums.items()]
+    logger.info("%s: %.1f s in %d windows of %g s", path, total_seconds, used, chunk_seconds)
+    return _row(path, scores, top_k, total_seconds, used)
+
+
+def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None):
+    """Classify one file, or say why it cannot be classified.
+
+    Args:
+        classifier: an audio-classification pipeline (`load_classifier`).
+        path: audio file.
+        top_k: how many labels to keep, best first.
+        chunk_seconds: files longer than this are classified in windows of this length; shorter ones in one
+            pipeline pass on the file path (results identical to `classifier(path)`).
+        chunk_overlap: seconds shared by consecutive windows (hop = chunk_seconds - chunk_overlap).
+        min_samples: fewest 16 kHz samples to classify; default `min_input_samples(model config)`.
+
+    Returns:
+        dict: path, label, score, top_k [(label, score), ...], seconds (decoded duration), chunks (windows the
+        model saw: 1 for a single pass, 0 on error), error (None when it worked, else the reason).
+    """
+    path = str(path)
+    check_chunking(chunk_seconds, chunk_overlap)
+    if not Path(path).exists():
+        return _error_row(path, "no such file or folder")
+    min_samples = min_samples or min_input_samples(classifier.model.config)
+    try:
+        header = _header_seconds(path)
+    except Exception:  # noqa: BLE001 - unreadable: the scan below reports why, with LFS/empty detection
+        header = None
+    seconds = header
+    if header is None or header <= chunk_seconds:
+        # The training-side scan: unreadable / empty / truncated / too short / NaN-Inf, first reason wins.
+        # Silence is no error at inference (it still gets a prediction) and there is no length limit here.
+        scan = scan_file(path, min_samples=min_samples, max_seconds=None, silence_threshold=-1.0,
+                         target_rate=SAMPLE_RATE)
+        if scan.status != "ok":
+            return _error_row(path, _scan_error(scan, min_samples), scan.duration or None)
+        seconds = scan.duration
+        if seconds <= chunk_seconds:
+            return _row(path, classifier(path, top_k=top_k), top_k, seconds, 1)
+    return _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, seconds)
+
+
+def classify_files(classifier, files, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None):
+    """Classify files one by one; a file that fails gives an error row and the others go on.
+
+    Args:
+        classifier, top_k, chunk_seconds, chunk_overlap, min_samples: as in `classify_file`.
+        files: audio file paths.
+
+    Returns:
+        list of row dicts, as `classify_file` returns, in the order of `files`.
+    """
+    check_chunking(chunk_seconds, chunk_overlap)  # a bad setting stops the job before any file, not per file
+    rows = []
+    for path in files:
+        try:
+            row = classify_file(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples)
+        except Exception as err:  # noqa: BLE001 - reported per file; the batch goes on
+            row = _error_row(str(path), clean_error(err))
+        rows.append(row)
+    return rows
+
+
+def format_table(rows):
+    """Plain-text table: file, prediction, confidence, the other top-k labels (and windows when chunked).
+
+    Args:
+        rows: `classify_files` output.
+
+    Returns:
+        The table, one line per file (errors say ERROR and why).
+    """
+    width = max([len("file")] + [len(Path(r["path"]).name) for r in rows])
+    lines = [f"{'file':<{width}}  {'emotion':<12}{'score':>7}  others"]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"{Path(r['path']).name:<{width}}  ERROR: {r['error']}")
+            continue
+        others = ", ".join(f"{label} {score:.2f}" for label, score in r["top_k"][1:])
+        chunks = f"  [{r['chunks']} windows over {r['seconds']:.0f} s]" if r["chunks"] > 1 else ""
+        lines.append(f"{Path(r['path']).name:<{width}}  {r['label']:<12}{r['score']:>7.3f}  {others}{chunks}")
+    return "\n".join(lines)
+
+
+def write_predictions(rows, path):
+    """Write rows as CSV (flat: top-k joined) or JSON, by the file's extension.
+
+    Args:
+        rows: `classify_files` output.
+        path: a .json file, or any other name for CSV.
+
+    Returns:
+        The path as a Path.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(rows, indent=2))
+        return path
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "score", "top_k", "seconds", "chunks", "error"])
+        for r in rows:
+            top = ";".join(f"{label}:{score:.4f}" for label, score in r["top_k"])
+            writer.writerow([r["path"], r["label"] or "", "" if r["score"] is None else f"{r['score']:.4f}", top,
+                             "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""])
+    return path

@@ -1,0 +1,81 @@
+"""Predict held-out splits through the SERTrainer (the path a training run evaluates with) and score them.
+
+A trained output dir is loaded with `load_trained`; `evaluate_split` gives metrics and one row per clip.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+from ser_hf.data.audio import AudioCollator
+from ser_hf.config import SERTrainingArguments
+from ser_hf.evaluation.metrics import compute_ser_metrics
+from ser_hf.training.modeling import uses_attention_mask
+from ser_hf.training.trainer import SERTrainer
+
+# Every run and evaluation writes its scores here: {split: metrics}.
+RESULTS_FILE = "ser_results.json"
+
+
+def load_trained(model_dir, scratch_dir, batch_size=16):
+    """A trained model ready to predict datasets built by `ser_hf.data.prepare.build_datasets`.
+
+    Models without an attention mask are evaluated clip by clip at their own length, as in training, so the
+    scores equal the pipeline's.
+
+    Args:
+        model_dir: a finetune.py output dir (safetensors weights, config.json, preprocessor_config.json).
+        scratch_dir: an empty folder the Trainer may write to (nothing is saved there).
+        batch_size: evaluation batch size.
+
+    Returns:
+        (SERTrainer, feature_extractor, label_names in id order)
+    """
+    model = AutoModelForAudioClassification.from_pretrained(Path(model_dir), use_safetensors=True)
+    feature_extractor = AutoFeatureExtractor.from_pretrained(Path(model_dir))
+    trainer = SERTrainer(
+        model=model,
+        args=SERTrainingArguments(output_dir=str(scratch_dir), per_device_eval_batch_size=batch_size, report_to="none",
+                                  remove_unused_columns=False, dataloader_num_workers=0,
+                                  dataloader_pin_memory=torch.cuda.is_available()),
+        data_collator=AudioCollator(feature_extractor.model_input_names[0], None, feature_extractor.padding_value),
+        uses_attention_mask=uses_attention_mask(feature_extractor),
+    )
+    label_names = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    return trainer, feature_extractor, label_names
+
+
+def predict_probabilities(trainer, dataset, split):
+    """Class probabilities (softmax of the logits) and label ids of a split, in dataset order."""
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    logits = output.predictions - output.predictions.max(axis=-1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True), np.asarray(output.label_ids)
+
+
+def score_probabilities(probs, label_ids, dataset, label_names):
+    """SER metrics and one row per clip from class probabilities (one model's, or an ensemble's average).
+
+    Returns:
+        (metrics: UA, WA, macro-F1, per-class recall, confusion matrix, baselines, num_examples;
+         rows: path, speaker, true, predicted, confidence per clip, in dataset order)
+    """
+    predicted = probs.argmax(axis=-1)
+    metrics = compute_ser_metrics(predicted, label_ids, label_names)
+    metrics["num_examples"] = int(len(predicted))
+    # Plain columns only: the transform would decode the audio again.
+    meta = dataset.with_format(None).select_columns(["path", "speaker"]).to_list()
+    rows = [
+        {"path": m["path"], "speaker": m["speaker"], "true": label_names[int(t)], "predicted": label_names[int(p)],
+         "confidence": round(float(probs[i, p]), 6)}
+        for i, (m, t, p) in enumerate(zip(meta, label_ids, predicted))
+    ]
+    return metrics, rows
+
+
+def evaluate_split(trainer, dataset, label_names, split):
+    """Predict a split: full SER metrics and one row per clip (see `score_probabilities`)."""
+    probs, label_ids = predict_probabilities(trainer, dataset, split)
+    return score_probabilities(probs, label_ids, dataset, label_names)

@@ -1,0 +1,206 @@
+"""PNG figures for the output folder: confusion matrix, training curves, per-class recall.
+
+Every function writes one file and returns its path. Figures are built with matplotlib's object API
+(`Figure`, no pyplot): nothing global changes (no backend switch, no figure registry to leak from), and it
+renders without a display, as on training machines and CI.
+"""
+
+import math
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+DPI = 120
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def plot_confusion_matrix(cm, label_names, path, normalize: bool = False, title=None) -> Path:
+    """Draw a confusion matrix (rows = true class, columns = predicted class).
+
+    Args:
+        cm: square matrix of counts, `len(label_names)` on each side (list of lists or array).
+        label_names: class names in id order, shown on both axes.
+        path: PNG file to write; parent folders are created.
+        normalize: divide each row by its total, so that the diagonal shows per-class recall. Rows of
+            classes without examples stay 0.
+        title: figure title; defaults to "Confusion matrix" (with "(row-normalised)" when normalising).
+
+    Returns:
+        The path written.
+    """
+    cm = np.asarray(cm, dtype=float)
+    n = len(label_names)
+    if cm.shape != (n, n):
+        raise ValueError(f"confusion matrix of shape {cm.shape} for {n} labels")
+    if normalize:
+        totals = cm.sum(axis=1, keepdims=True)
+        cm = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+
+    # About 0.5 inch per class keeps cell annotations legible from 4 classes (RAVDESS subsets) to 21 (CREMA-D).
+    side = max(5.0, 0.5 * n + 2.5)
+    fig = Figure(figsize=(side + 1.0, side))
+    ax = fig.subplots()
+    vmax = 1.0 if normalize else max(cm.max(), 1.0)
+    im = ax.imshow(cm, cmap="Blues", vmin=0.0, vmax=vmax)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class" if normalize else "count")
+
+    ax.set_xticks(range(n), labels=label_names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(n), labels=label_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix"))
+
+    fontsize = 9 if n <= 10 else 7
+    for i in range(n):
+        for j in range(n):
+            value = cm[i, j]
+            text = f"{value:.2f}" if normalize else f"{int(round(value))}"
+            # White text on dark cells, black on light ones.
+            color = "white" if value > 0.6 * vmax else "black"
+            ax.text(j, i, text, ha="center", va="center", color=color, fontsize=fontsize)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _series(entries, key):
+    points = [(e["step"], e[key]) for e in entries if key in e and "step" in e and e[key] is not None]
+    points = [(s, v) for s, v in points if isinstance(v, (int, float)) and math.isfinite(v)]
+    return [p[0] for p in points], [p[1] for p in points]
+
+
+def _line(ax, xs, ys, label):
+    # A lone point would be invisible as a line.
+    ax.plot(xs, ys, marker="o" if len(xs) < 20 else None, markersize=3, label=label)
+
+
+def plot_training_curves(
+    log_history: list[dict], path, metric_names=("eval_ua", "eval_wa", "eval_macro_f1")
+) -> Path:
+    """Plot loss, evaluation metrics and learning rate against the optimizer step.
+
+    Args:
+        log_history: `trainer.state.log_history`: training entries (`loss`, `learning_rate`, `step`, ...),
+            evaluation entries (`eval_loss`, `eval_<metric>`, `step`, ...) and a final summary entry
+            (`train_loss`, `train_runtime`, ...) that is ignored.
+        path: PNG file to write.
+        metric_names: evaluation keys to draw in the metrics panel; missing ones are skipped.
+
+    Returns:
+        The path written. Panels without data say so instead of failing, so a run that never evaluated
+        (or logged a single step) still gets a figure.
+    """
+    fig = Figure(figsize=(15, 4))
+    axes = fig.subplots(1, 3)
+    ax_loss, ax_metric, ax_lr = axes
+
+    for key, label in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        xs, ys = _series(log_history, key)
+        if xs:
+            _line(ax_loss, xs, ys, label)
+    ax_loss.set_title("Loss")
+
+    for key in metric_names:
+        xs, ys = _series(log_history, key)
+        if xs:
+            _line(ax_metric, xs, ys, key.removeprefix("eval_"))
+    ax_metric.set_title("Evaluation metrics")
+    if ax_metric.lines:
+        ax_metric.set_ylim(0, 1.02)  # UA/WA/F1 live in [0, 1]; a fixed scale keeps runs comparable by eye
+
+    xs, ys = _series(log_history, "learning_rate")
+    if xs:
+        _line(ax_lr, xs, ys, "learning rate")
+        ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
+    ax_lr.set_title("Learning rate")
+
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            steps = {x for line in ax.lines for x in line.get_xdata()}
+            if len(steps) == 1:  # a lone step would get a fractional axis around it
+                ax.set_xlim(min(steps) - 1, min(steps) + 1)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="best", fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "no data logged", ha="center", va="center", transform=ax.transAxes, color="gray")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_per_class_recall(recalls: dict[str, float | None], path) -> Path:
+    """Horizontal bar chart of recall per class.
+
+    Args:
+        recalls: class name -> recall in [0, 1], or None for a class absent from the evaluation split
+            (drawn as an empty row marked "n/a"). Drawn top to bottom in the dict's order.
+        path: PNG file to write.
+
+    Returns:
+        The path written.
+    """
+    names = list(recalls)
+    values = [0.0 if recalls[k] is None else float(recalls[k]) for k in names]
+    fig = Figure(figsize=(6, max(2.0, 0.35 * len(names) + 1.0)))
+    ax = fig.subplots()
+    ys = np.arange(len(names))
+    ax.barh(ys, values, color="tab:blue")
+    ax.set_yticks(ys, labels=names)
+    ax.invert_yaxis()  # first label on top, as in the label list
+    ax.set_xlim(0, 1.12)  # room for the value labels right of a full bar
+    ax.set_xlabel("recall")
+    ax.set_title("Per-class recall")
+    for y, name, value in zip(ys, names, values):
+        text = "n/a" if recalls[name] is None else f"{value:.2f}"
+        ax.text(value + 0.01, y, text, va="center", fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_prediction_histogram(evaluations, label_names, path) -> Path:
+    """Share of evaluation clips predicted as each class, at every evaluation (stacked bars).
+
+    A healthy run spreads its predictions over the classes; a collapsed one shows one colour taking most of a
+    bar.
+
+    Args:
+        evaluations: `TrainingDiagnostics.history`: dicts with `step` and `predicted` ({class: count}).
+        label_names: class names in id order (legend and stacking order).
+        path: PNG file to write.
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(max(6.0, 0.5 * len(evaluations) + 3.0), 4.5))
+    ax = fig.subplots()
+    if evaluations:
+        steps = [str(e["step"]) for e in evaluations]
+        counts = np.array([[e["predicted"].get(name, 0) for name in label_names] for e in evaluations], dtype=float)
+        shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        # tab20 keeps up to 20 classes apart (CREMA-D's 21 repeats one colour, with its name in the legend).
+        colors = matplotlib.colormaps["tab20" if len(label_names) > 10 else "tab10"](np.arange(len(label_names)) % 20)
+        bottom = np.zeros(len(evaluations))
+        for i, name in enumerate(label_names):
+            ax.bar(steps, shares[:, i], bottom=bottom, color=colors[i], label=name, width=0.8)
+            bottom += shares[:, i]
+        ax.set_ylim(0, 1)
+        handles, names = ax.get_legend_handles_labels()  # reversed: the legend reads top-down like the stack
+        ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title="predicted")
+    else:
+        ax.text(0.5, 0.5, "no evaluation yet", ha="center", va="center", transform=ax.transAxes, color="gray")
+    ax.set_xlabel("evaluation at step")
+    ax.set_ylabel("share of evaluation clips")
+    ax.set_title("Predicted classes at each evaluation")
+    fig.tight_layout()
+    return _save(fig, path)

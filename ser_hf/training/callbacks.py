@@ -1,0 +1,64 @@
+"""Trainer callbacks that keep a run's work safe."""
+
+import logging
+import signal
+
+from transformers import TrainerCallback
+
+logger = logging.getLogger(__name__)
+
+# The exit status a shell gives a process killed by each signal (128 + number): what the recipe exits with.
+EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+class PreemptionCallback(TrainerCallback):
+    """On SIGTERM (pre-emption, `kill`, Slurm's time limit) or Ctrl-C, save a checkpoint after the current step and stop.
+
+    The signal only sets a flag: saving from inside a signal handler could interrupt a half-written file.
+    The handlers are installed when training begins and the previous ones put back when it ends, so nothing
+    outside `trainer.train()` sees them. A second Ctrl-C while the checkpoint is being written interrupts at
+    once (the default handler is back after the first). `stopped_by` tells the recipe to skip the final
+    evaluation and exit, so a rerun with `--resume true` continues from that checkpoint.
+    """
+
+    def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        self.signals = tuple(signals)
+        self.stopped_by = None  # the signal that stopped training, if any
+        self._previous = {}
+
+    @property
+    def preempted(self):
+        return self.stopped_by is not None
+
+    def _handle(self, signum, frame):
+        signum = signal.Signals(signum)
+        logger.warning("Received %s: saving a checkpoint after this step, then stopping (again to abort at once)",
+                       signum.name)
+        self.stopped_by = signum
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, self._previous.get(signal.SIGINT, signal.default_int_handler))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.preempted:
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.restore_signal_handlers()
+        return control
+
+    def restore_signal_handlers(self):
+        """Put back the handlers that were there before training (also when training raised)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    @property
+    def exit_code(self):
+        """128 + the signal's number, as a shell reports a process the signal killed."""
+        return EXIT_CODES.get(self.stopped_by, 128 + int(self.stopped_by or 0))

@@ -1,0 +1,81 @@
+"""The architecture as a test: layers import only downwards, nothing edits sys.path, recipes shadow nothing."""
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Data flows down this list and results come back up once (DESIGN.md): a module may import its own layer and the
+# ones before it. labels and config are the base every layer shares.
+LAYERS = ["labels", "config", "corpora", "data", "training", "evaluation", "reporting", "commands", "cli"]
+BASE = {"labels", "config"}
+
+
+def _layer(module):
+    """Index in LAYERS of a dotted ser_hf module name (ser_hf.data.scan -> 'data')."""
+    part = module.split(".")[1]
+    return 0 if part in BASE else LAYERS.index(part)
+
+
+def _ser_hf_imports(path):
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ser_hf."):
+            yield node.module, node.lineno
+        elif isinstance(node, ast.Import):
+            yield from ((alias.name, node.lineno) for alias in node.names if alias.name.startswith("ser_hf."))
+
+
+def _modules():
+    for path in sorted((ROOT / "ser_hf").rglob("*.py")):
+        dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if dotted.count(".") >= 1 and not dotted.endswith("ser_hf.__init__"):
+            yield dotted, path
+
+
+def test_every_module_belongs_to_a_layer():
+    assert {dotted.split(".")[1] for dotted, _ in _modules()} <= set(LAYERS) | {"__init__"}
+
+
+def test_layers_import_only_downwards():
+    upward = [f"{path.relative_to(ROOT)}:{line} imports {target}"
+              for dotted, path in _modules() if not dotted.endswith("__init__") or dotted.count(".") > 1
+              for target, line in _ser_hf_imports(path) if _layer(target) > _layer(dotted)]
+    assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_no_file_edits_sys_path():
+    offenders = [str(p.relative_to(ROOT)) for folder in ("ser_hf", "recipes", "tests")
+                 for p in (ROOT / folder).rglob("*.py") if p != Path(__file__)
+                 and any(token in p.read_text() for token in ("sys.path.insert", "sys.path.append", "sys.path[:]"))]
+    assert not offenders
+
+
+def test_no_recipe_shadows_an_importable_module():
+    # `python recipes/X.py` puts recipes/ first on sys.path: a recipe named like a library (evaluate.py did) would
+    # replace it for every import in that process.
+    clashes = [p.name for p in (ROOT / "recipes").glob("*.py") if importlib.util.find_spec(p.stem) is not None]
+    assert not clashes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.py")))
+def test_recipes_run_as_users_run_them(recipe):
+    # From the repo root, as the README shows: the installed package is found, and --help lists the options.
+    proc = subprocess.run([sys.executable, f"recipes/{recipe}", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"usage: recipes/{recipe}")  # the recipe's own name, as the user typed it
+
+
+def test_console_script_lists_every_command():
+    from ser_hf.cli import COMMANDS, main
+
+    for name, module in COMMANDS.items():
+        assert importlib.util.find_spec(module) is not None, name
+    assert main(["no-such-command"]) == 2
