@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from ser_hf.commands import one_line_errors
-from ser_hf.config import parse_config
+from ser_hf.config import UsageError, parse_config
 from ser_hf.data.prepare import exclude_bad_audio, load_corpus, prepare_splits, resolve_data_args
 from ser_hf.evaluation.baseline import svm_on_folds
 from ser_hf.evaluation.crossval import collect_fold_results, ensemble_on_test, fold_dir, run_folds, summarize
@@ -74,14 +74,14 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         (report dict, {fold: status}), or (None, status) when no fold finished.
 
     Raises:
-        ValueError: the corpus has no speakers, so no fold could be speaker-independent.
+        UsageError: the corpus has no speakers, so no fold could be speaker-independent.
     """
     root.mkdir(parents=True, exist_ok=True)
     # Download / generate the corpus and scan it once, here, so that parallel folds only read the cache.
     corpus = load_corpus(data_args)  # once: the splits here and the SVM's folds share it
     prepared = prepare_splits(data_args, corpus)
     if not prepared.speaker_independent:
-        raise ValueError("the corpus has no speaker column: folds would not be speaker-independent (add speakers)")
+        raise UsageError("the corpus has no speaker column: folds would not be speaker-independent (add speakers)")
     exclude_bad_audio(prepared.splits, data_args, root)
     svm = _cached_svm(data_args, folds, root, corpus) if baseline else None
 
@@ -133,12 +133,9 @@ def main(argv=None, prog=None):
                      f"without the test fold {test}")
     data_args = dataclasses.replace(data_args, fold=folds[0])  # the config's own fold plays no part here
 
-    try:
-        report, status = run_crossval(args.config, passthrough, data_args, folds, root, parallel=args.parallel,
-                                      launcher=args.launcher, baseline=args.baseline == "true",
-                                      command=command_line(prog or "recipes/crossval.py", argv))
-    except ValueError as err:
-        parser.error(str(err))
+    report, status = run_crossval(args.config, passthrough, data_args, folds, root, parallel=args.parallel,
+                                  launcher=args.launcher, baseline=args.baseline == "true",
+                                  command=command_line(prog or "recipes/crossval.py", argv))
     if report is None:
         logger.error("no fold finished: %s", status)
         return 1

@@ -2,10 +2,11 @@
 
 Usage:
     python recipes/evaluate_model.py --model outputs/demo [--split validation|test|all] [--output_dir DIR]
-    python recipes/evaluate_model.py --model outputs/demo --config recipes/configs/demo.yaml --fold 2 [--field value ...]
+    python recipes/evaluate_model.py --model outputs/cremad --data_dir /other/copy/of/CREMA-D [--field value ...]
 
 The data (corpus, data_dir, folds, ...) is the run's own, from MODEL/data_args.json (written by finetune.py);
---config and any DataArguments field on the command line change it. Writes to OUTPUT_DIR (default
+--config and any DataArguments field on the command line change it; speakers the model was trained on are refused
+unless --allow_seen_speakers (then every output says so). Writes to OUTPUT_DIR (default
 MODEL/evaluation): ser_results.json, predictions_<split>.csv (path, speaker, true, predicted, confidence),
 error_analysis_<split>.json (most confused pairs, UA per speaker, the most confidently wrong files) and the
 confusion matrices; prints the scores and the most confused pairs.
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from ser_hf.commands import one_line_errors
 from ser_hf.config import UsageError, parse_data_config
+from ser_hf.corpora import get_corpus
 from ser_hf.data.prepare import DATA_ARGS_FILE, build_datasets, exclude_bad_audio, prepare_splits, resolve_data_args
 from ser_hf.evaluation.prediction import RESULTS_FILE, evaluate_split, load_trained
 from ser_hf.reporting.plots import plot_confusion_matrix
@@ -28,12 +30,24 @@ from ser_hf.reporting.results import results_table, write_split_outputs
 logger = logging.getLogger("ser_hf")
 
 
+def _saved_data_args(model_dir):
+    """The DataArguments a run recorded in its data_args.json, or None."""
+    saved = Path(model_dir) / DATA_ARGS_FILE
+    if not saved.is_file():
+        return None
+    values = json.loads(saved.read_text())
+    # Runs before the corpus registry recorded CREMA-D's `labels: 21` whatever the corpus.
+    if get_corpus(values.get("corpus", "ravdess")).label_sets is None:
+        values["labels"] = None
+    return values
+
+
 def _data_args(model_dir, config, overrides):
     """The run's DataArguments, then the config's data fields, then the command line."""
-    saved = Path(model_dir) / DATA_ARGS_FILE
-    if not saved.is_file() and config is None:
-        raise UsageError(f"{saved} not found (a model trained elsewhere?): pass --config with its corpus and folds")
-    defaults = json.loads(saved.read_text()) if saved.is_file() else {}
+    defaults = _saved_data_args(model_dir)
+    if defaults is None and config is None:
+        raise UsageError(f"{Path(model_dir) / DATA_ARGS_FILE} not found (a model trained elsewhere?): pass --config "
+                         "with its corpus and folds")
     return resolve_data_args(parse_data_config(config, overrides, defaults))
 
 
@@ -43,11 +57,12 @@ def _seen_speakers(model_dir, eval_splits, allowed):
     Raises:
         UsageError: some evaluated speaker was in the model's training split and `allowed` is False.
     """
-    saved = Path(model_dir) / DATA_ARGS_FILE
-    if not saved.is_file():
-        logger.warning("%s not found: cannot check that the evaluated speakers were unseen in training", saved)
+    saved = _saved_data_args(model_dir)
+    if saved is None:
+        logger.warning("%s not found: cannot check that the evaluated speakers were unseen in training",
+                       Path(model_dir) / DATA_ARGS_FILE)
         return []
-    own = prepare_splits(parse_data_config(None, [], json.loads(saved.read_text())))
+    own = prepare_splits(parse_data_config(None, [], saved))
     trained_on = {row.get("speaker") for row in own.splits["train"]}
     if None in trained_on or "" in trained_on:
         logger.warning("The model's corpus does not name every speaker: cannot check that the evaluated ones were "

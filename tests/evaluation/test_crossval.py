@@ -14,7 +14,7 @@ from ser_hf.commands import crossval
 from ser_hf.evaluation.crossval import fold_command, mean_std, run_folds, summarize
 from ser_hf.reporting.crossval_report import markdown_table
 from ser_hf.evaluation.metrics import compute_ser_metrics, compute_ser_metrics_from_confusion
-from tests.conftest import TINY_ENCODER
+from tests.conftest import TINY_ENCODER, write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 LABELS = ["neutral", "happy", "sad"]
@@ -146,3 +146,13 @@ def test_a_fold_streams_its_output_as_it_comes_progress_bars_included(tmp_path, 
     assert "step 1/3\rstep 2/3\rstep 3/3\n" in capfd.readouterr().out
     log = (tmp_path / "cv" / "logs" / "fold_0.log").read_bytes()
     assert log.startswith(b"$ ") and log.endswith(b"step 1/3\rstep 2/3\rstep 3/3\n")
+
+
+def test_crossval_refuses_a_corpus_without_speakers_in_one_line(tmp_path, capsys):
+    rows = ["path,label"] + [f"{write_tone(tmp_path / f'{i}.wav', 0.3, 200 + 40 * i, seed=i).name},{'ab'[i % 2]}"
+                             for i in range(8)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    code = crossval.main([str(ROOT / "recipes/configs/custom_small.yaml"), "--manifest", str(tmp_path / "m.csv"),
+                          "--n_folds", "2", "--baseline", "false", "--output_dir", str(tmp_path / "cv")])
+    assert code == 2 and "folds would not be speaker-independent" in capsys.readouterr().err
+    assert not list((tmp_path / "cv").glob("fold_*"))  # refused before any fold trained

@@ -3,6 +3,7 @@
 import csv
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +198,12 @@ def test_evaluate_refuses_speakers_the_model_was_trained_on(trained, tmp_path):
                         "--output_dir", str(tmp_path / "allowed")])
     saved = json.loads((tmp_path / "allowed" / "ser_results.json").read_text())
     assert saved["validation"]["seen_speakers"] == ["Actor_01", "Actor_02"] == results["validation"]["seen_speakers"]
+
+
+def test_evaluate_reads_a_run_recorded_before_the_corpus_registry(trained, tmp_path):
+    # Older runs wrote CREMA-D's `labels: 21` into every data_args.json; a RAVDESS model must still evaluate.
+    output_dir = Path(shutil.copytree(trained[0], tmp_path / "old_run"))
+    recorded = json.loads((output_dir / "data_args.json").read_text())
+    (output_dir / "data_args.json").write_text(json.dumps({**recorded, "labels": 21}))
+    results = evaluate(["--model", str(output_dir), "--split", "test", "--output_dir", str(tmp_path / "eval")])
+    assert results["test"]["num_examples"] == 16
