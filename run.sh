@@ -9,6 +9,7 @@
 #     (ravdess, cremad, train: --cv runs recipes/crossval.py, one model per speaker fold, instead of one fold)
 #   bash run.sh train CONFIG.yaml [--field value ...]   any config, e.g. your own corpus (recipes/configs/custom.yaml)
 #   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv]
+#   bash run.sh bench [--device cuda] [--config CONFIG ...]   speed of data, training and inference, side by side
 #   bash run.sh test [pytest args]         the whole test suite, offline
 #
 # Every command creates .venv on first use. Set PYTHON to choose the interpreter (3.10+).
@@ -134,15 +135,20 @@ print(os.path.join(json.load(open(os.path.join(d, "data_args.json")))["data_dir"
     setup
     "$PY" recipes/predict.py "$@"
     ;;
+  bench)
+    setup
+    export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    "$PY" recipes/benchmark.py "$@"
+    ;;
   test)
     setup espeak-ng
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     "$PY" -m pytest tests "$@"
     ;;
   help|-h|--help)
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
-    log "unknown command '$cmd'"; sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2
+    log "unknown command '$cmd'"; sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2
     ;;
 esac

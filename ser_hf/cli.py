@@ -5,6 +5,7 @@
     ser-hf evaluate --model DIR [...]                re-evaluate a trained model      (= recipes/evaluate_model.py)
     ser-hf predict MODEL FILE_OR_DIR ... [...]       classify audio files             (= recipes/predict.py)
     ser-hf baseline CONFIG.yaml [--folds ...]        the MFCC + prosody SVM baseline  (= recipes/baseline_svm.py)
+    ser-hf bench [--device cuda] [...]               speed, side by side              (= recipes/benchmark.py)
 
 `ser-hf COMMAND --help` lists each command's options. Cross-validation starts its folds as
 `python -m ser_hf.cli train ...`, so a fold is exactly what a user would run.
@@ -20,6 +21,7 @@ COMMANDS = {
     "evaluate": "ser_hf.commands.evaluate",
     "predict": "ser_hf.commands.predict",
     "baseline": "ser_hf.commands.baseline",
+    "bench": "ser_hf.commands.benchmark",
 }
 
 

@@ -29,7 +29,8 @@ PaddingMode = Literal["max_length", "longest", "crop"]
 AugmentationPreset = Literal["none", "seed21", "light"]
 ClassWeighting = Literal["none", "inverse", "sqrt_inverse"]
 EvalMetric = Literal["loss", "ua", "wa", "macro_f1"]
-EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio"]
+EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper"]
+FoldScheme = Literal["ser_hf", "emobox"]
 
 
 class UsageError(ValueError):
@@ -73,8 +74,8 @@ class ModelArguments:
     )
     model_type: EncoderType | None = field(
         default=None,
-        metadata={"help": "Build a randomly initialised model of this type (wav2vec2, hubert, wavlm, ...) from "
-                  "model_config_overrides instead of loading weights. Used by the offline demo and the tests."},
+        metadata={"help": "Build a randomly initialised model of this type (wav2vec2, hubert, wavlm, whisper, ...) "
+                  "from model_config_overrides instead of loading weights. Used by the offline demo and the tests."},
     )
     model_config_overrides: dict | str | None = field(
         default=None,
@@ -82,7 +83,8 @@ class ModelArguments:
                   "(mask_time_prob, mask_feature_prob), or the whole architecture for a random init."},
     )
     freeze_feature_encoder: bool = field(
-        default=True, metadata={"help": "Freeze the convolutional feature encoder (standard for wav2vec2 fine-tuning)."}
+        default=True, metadata={"help": "Freeze the convolutional feature encoder (standard for wav2vec2 fine-tuning; "
+                                "Whisper: conv1, conv2 and the positions)."}
     )
     freeze_encoder_layers: int = field(
         default=0, metadata={"help": "Freeze the bottom N transformer layers (and the feature projection)."}
@@ -92,6 +94,12 @@ class ModelArguments:
     )
     use_weighted_layer_sum: bool = field(
         default=False, metadata={"help": "Pool a learned weighted sum of all hidden layers (SUPERB style)."}
+    )
+    init_head_from: str | None = field(
+        default=None,
+        metadata={"help": "A `--probe true` output dir: fine-tuning starts from its trained head (layer weights, "
+                  "projector, classifier) instead of a random one (linear probing, then fine-tuning: LP-FT). Turns "
+                  "use_weighted_layer_sum on; the encoder architecture and size and the label set must match."},
     )
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the pretrained model."})
     trust_remote_code: bool = field(
@@ -156,6 +164,12 @@ class DataArguments:
     fold_seed: int | None = field(
         default=None, metadata={"help": "Shuffle speakers before folding; null keeps the documented fixed folds."}
     )
+    fold_scheme: FoldScheme = field(
+        default="ser_hf",
+        metadata={"help": "Which speaker folds: 'ser_hf', our gender-balanced folds; 'emobox', the folds EmoBox "
+                  "published (github.com/emo-box/EmoBox; RAVDESS only, 6 folds, fold k = its fold_<k+1>), so a "
+                  "number can stand beside EmoBox's table."},
+    )
     max_duration_seconds: float = field(
         default=5.0, metadata={"help": "Training clips are randomly cropped to at most this many seconds."}
     )
@@ -169,7 +183,8 @@ class DataArguments:
         metadata={"help": "Training batches: 'max_length' pads every clip to max_duration_seconds, "
                   "'longest' to the longest clip in the batch, 'crop' cuts every clip to a random window as long "
                   "as the batch's shortest clip (no padding at all: for models without an attention mask, "
-                  "which otherwise learn from zeros that the pipeline never gives them)."},
+                  "which otherwise learn from zeros that the pipeline never gives them). Whisper pads every clip "
+                  "to its fixed 30 s input whatever the mode, and refuses 'crop'."},
     )
     augmentation: AugmentationPreset = field(
         default="none",
@@ -185,7 +200,14 @@ class DataArguments:
     strict: bool = field(
         default=False, metadata={"help": "Stop before training when the audio scan finds any bad file."}
     )
-    scan_workers: int | None = field(default=None, metadata={"help": "Processes for the audio scan (default: all cores)."})
+    scan_workers: int | None = field(
+        default=None, metadata={"help": "Processes for the audio scan and the decoding to 16 kHz (default: all cores)."}
+    )
+    audio_cache: bool = field(
+        default=True,
+        metadata={"help": "Decode and resample every clip once into <data_dir>/.ser_hf_audio_cache (16 kHz float32, "
+                  "about 230 MB per hour of audio) and read those arrays every epoch; false decodes every epoch."},
+    )
 
     def __post_init__(self):
         _check_choices(self)
@@ -195,6 +217,19 @@ class DataArguments:
             raise UsageError("corpus=hub needs --dataset_name")
         if bool(self.train_manifest) != bool(self.validation_manifest):
             raise UsageError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
+
+
+def _fast_half_precision(use_cpu):
+    """(bf16, fp16): the half precision this machine computes fast, for `auto_mixed_precision`."""
+    accelerator = None if use_cpu else torch.accelerator.current_accelerator(check_available=True)
+    if accelerator is not None and accelerator.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return bf16, not bf16  # pre-Ampere GPUs: fp16, which the Trainer pairs with a loss scaler
+    if accelerator is not None:
+        return False, False  # MPS, XPU, ...: untested here, left to --bf16 / --fp16
+    cpu = getattr(torch, "cpu", None)  # private checks, hence the guard: a torch without them gets fp32
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check is not None and check() for check in checks), False
 
 
 @dataclass
@@ -226,6 +261,42 @@ class SERTrainingArguments(TrainingArguments):
         metadata={"help": "Draw training clips with probability 1 / (clips of their class), with replacement, so "
                   "every class is seen equally often per epoch (an alternative to class_weighting)."},
     )
+    length_grouping_batches: int = field(
+        default=0,
+        metadata={"help": "Batches of similar length: clips are shuffled, sorted by length inside random windows of "
+                  "this many batches, and the batches shuffled (ser_hf/training/sampling.py), so padding or 'crop' "
+                  "wastes little while classes stay mixed. 0: plain random batches."},
+    )
+    auto_mixed_precision: bool = field(
+        default=True,
+        metadata={"help": "Unless --bf16 or --fp16 is given: bf16 autocast where the hardware computes bf16 fast "
+                  "(CUDA compute capability 8+, CPUs with AVX512-BF16 or AMX), fp16 with loss scaling on older "
+                  "CUDA GPUs. Evaluation always runs in fp32, so its scores are the pipeline's. false: fp32."},
+    )
+    probe: bool = field(
+        default=False,
+        metadata={"help": "Linear probe: freeze the whole encoder, run each clip through it once (whole, as the "
+                  "pipeline does) and cache the time mean of every hidden state beside the corpus "
+                  "(.ser_hf_probe_cache/, reused by every run and fold with this encoder); then train only the head "
+                  "(layer weights, projector, classifier) on those means, in seconds (ser_hf/training/probe.py). "
+                  "The output is an ordinary checkpoint, evaluated as the pipeline runs it. The Trainer's schedule "
+                  "and batch fields do not apply: see the probe_* fields."},
+    )
+    probe_epochs: int = field(default=300, metadata={"help": "--probe: most epochs of head training."})
+    probe_learning_rate: float = field(
+        default=1e-3, metadata={"help": "--probe: AdamW learning rate of the head (constant; weight_decay applies)."}
+    )
+    probe_batch_size: int = field(default=32, metadata={"help": "--probe: clips per head-training step."})
+    probe_patience: int | None = field(
+        default=50,
+        metadata={"help": "--probe: stop after this many epochs without a better metric_for_best_model on the "
+                  "validation split (which also picks the epoch kept). 0 or null: all probe_epochs."},
+    )
+    probe_layer_analysis: bool = field(
+        default=True,
+        metadata={"help": "--probe: also train one probe per hidden state alone and report each one's UA "
+                  "(probe_layers.md/.json/.png: which layer carries emotion); seconds from the cache."},
+    )
     diagnostics_collapse_evaluations: int = field(
         default=2, metadata={"help": "Warn when the model predicts one class for most of the evaluation set this "
                              "many evaluations in a row (ser_hf/training/diagnostics.py)."}
@@ -256,6 +327,13 @@ class SERTrainingArguments(TrainingArguments):
             logger.warning("--hub_token is used for the final push only and never written to disk; prefer "
                            "`hf auth login` or HF_TOKEN (a token on the command line is visible to other users in "
                            "the process list)")
+        if self.length_grouping_batches and self.balanced_sampling:
+            raise UsageError("choose one of --length_grouping_batches and --balanced_sampling: both pick the batches")
+        if self.auto_mixed_precision and not (self.bf16 or self.fp16):
+            self.bf16, self.fp16 = _fast_half_precision(self.use_cpu)
+            # transformers takes CPU bf16 only with use_cpu; without an accelerator the run is on the CPU anyway.
+            if self.bf16 and torch.accelerator.current_accelerator(check_available=True) is None:
+                self.use_cpu = True
         super().__post_init__()
         self._fit_dataloader_to_machine()
 
@@ -269,6 +347,9 @@ class SERTrainingArguments(TrainingArguments):
             self.dataloader_num_workers = cores
         if self.dataloader_pin_memory and (self.use_cpu or not torch.cuda.is_available()):
             self.dataloader_pin_memory = False
+        # Workers that live through the run: no process start-up at every evaluation and epoch.
+        if self.dataloader_num_workers > 0:
+            self.dataloader_persistent_workers = True
 
     @property
     def push_token(self):

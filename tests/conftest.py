@@ -30,6 +30,41 @@ TINY_ENCODER = {
     "layerdrop": 0.0,
 }
 
+# A Whisper just as small, 16 mel bins and a 1 s input: its encoder takes exactly 2 * max_source_positions
+# log-mel frames of 10 ms (conv2 has stride 2), so 50 positions = 100 frames = a 1 s feature-extractor chunk.
+TINY_WHISPER = {
+    "d_model": 16,
+    "encoder_layers": 2,
+    "encoder_attention_heads": 2,
+    "encoder_ffn_dim": 32,
+    "decoder_layers": 1,
+    "decoder_attention_heads": 2,
+    "decoder_ffn_dim": 32,
+    "num_mel_bins": 16,
+    "max_source_positions": 50,
+    "max_target_positions": 16,
+    "classifier_proj_size": 16,
+}
+
+# Every wav2vec2-family encoder at TINY_ENCODER's size (data2vec-audio's positional embedding is a stack of
+# num_conv_pos_embeddings convolutions of conv_pos_kernel_size, not one wide convolution: two small ones here).
+TINY_ENCODERS = {
+    "wav2vec2": TINY_ENCODER,
+    "hubert": TINY_ENCODER,
+    "wavlm": TINY_ENCODER,
+    "data2vec-audio": {**TINY_ENCODER, "num_conv_pos_embeddings": 2, "conv_pos_kernel_size": 5},
+}
+
+
+def save_tiny_whisper(directory, seed=0):
+    """A random tiny Whisper saved as openai/whisper-* are: the seq2seq model and its feature extractor (1 s chunk)."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
+
+    torch.manual_seed(seed)
+    WhisperForConditionalGeneration(WhisperConfig(**TINY_WHISPER)).save_pretrained(directory)
+    WhisperFeatureExtractor(feature_size=TINY_WHISPER["num_mel_bins"], chunk_length=1).save_pretrained(directory)
+    return directory
+
 
 def write_tone(path, seconds, freq, seed, sr=SAMPLE_RATE, channels=1):
     """A noisy tone: distinct per emotion so a tiny model has something to learn."""

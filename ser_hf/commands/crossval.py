@@ -23,12 +23,13 @@ from pathlib import Path
 
 from ser_hf.commands import one_line_errors
 from ser_hf.config import UsageError, parse_config
-from ser_hf.data.prepare import exclude_bad_audio, load_corpus, prepare_splits, resolve_data_args
+from ser_hf.data.prepare import audio_loader, exclude_bad_audio, load_corpus, prepare_splits, resolve_data_args
 from ser_hf.evaluation.baseline import svm_on_folds
 from ser_hf.evaluation.crossval import collect_fold_results, ensemble_on_test, fold_dir, run_folds, summarize
 from ser_hf.reporting.command import command_line
 from ser_hf.reporting.crossval_report import markdown_table, write_crossval_report
 from ser_hf.reporting.results import write_predictions_csv
+from ser_hf.training.probe import head_model_args, prefill_probe_cache
 
 logger = logging.getLogger("ser_hf")
 
@@ -57,7 +58,8 @@ def _cached_svm(data_args, folds, root, corpus):
     return baseline
 
 
-def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher=None, baseline=True, command=None):
+def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher=None, baseline=True, command=None,
+                 probe_args=None):
     """Train every unfinished fold, then write the cross-validation report.
 
     Args:
@@ -69,6 +71,8 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         parallel, launcher: see `ser_hf.evaluation.crossval.run_folds`.
         baseline: also run the SVM on the same folds and report it beside each fold.
         command: the command line shown on the fold model cards.
+        probe_args: (ModelArguments, SERTrainingArguments) of a `--probe true` cross-validation: the probe cache
+            is filled here, once for every fold.
 
     Returns:
         (report dict, {fold: status}), or (None, status) when no fold finished.
@@ -77,12 +81,15 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         UsageError: the corpus has no speakers, so no fold could be speaker-independent.
     """
     root.mkdir(parents=True, exist_ok=True)
-    # Download / generate the corpus and scan it once, here, so that parallel folds only read the cache.
+    # Download / generate the corpus, scan it and decode it once, here, so that parallel folds only read the caches.
     corpus = load_corpus(data_args)  # once: the splits here and the SVM's folds share it
     prepared = prepare_splits(data_args, corpus)
     if not prepared.speaker_independent:
         raise UsageError("the corpus has no speaker column: folds would not be speaker-independent (add speakers)")
-    exclude_bad_audio(prepared.splits, data_args, root)
+    scanned, _ = exclude_bad_audio(prepared.splits, data_args, root)
+    load_audio = audio_loader(scanned, data_args, root)
+    if probe_args is not None:  # every clip through the frozen encoder once, here: the folds only read the cache
+        prefill_probe_cache(*probe_args, data_args, scanned, prepared.label_names, load_audio, root)
     svm = _cached_svm(data_args, folds, root, corpus) if baseline else None
 
     status = run_folds(config, overrides, folds, root, parallel=parallel, launcher=launcher, command=command)
@@ -120,7 +127,7 @@ def main(argv=None, prog=None):
             parser.error(f"--{name} does not apply to cross-validation: every fold is held out in turn (use --folds)")
     root = _pop_option(passthrough, "output_dir")
     # Every field is checked before hours of work; the config's own fold plays no part here.
-    _, data_args, training_args = parse_config(args.config, passthrough, single_fold=False)
+    model_args, data_args, training_args = parse_config(args.config, passthrough, single_fold=False)
     data_args = resolve_data_args(data_args)
     if data_args.train_manifest:
         parser.error("the config sets train_manifest; cross-validation holds out each speaker fold in turn")
@@ -132,10 +139,13 @@ def main(argv=None, prog=None):
         parser.error(f"--folds {args.folds}: folds are 0..{data_args.n_folds - 1} (n_folds {data_args.n_folds}), "
                      f"without the test fold {test}")
     data_args = dataclasses.replace(data_args, fold=folds[0])  # the config's own fold plays no part here
+    for k in folds:  # --probe / --init_head_from checked now, for every fold (a fold starts from its own probe)
+        head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)
 
     report, status = run_crossval(args.config, passthrough, data_args, folds, root, parallel=args.parallel,
                                   launcher=args.launcher, baseline=args.baseline == "true",
-                                  command=command_line(prog or "recipes/crossval.py", argv))
+                                  command=command_line(prog or "recipes/crossval.py", argv),
+                                  probe_args=(model_args, training_args) if training_args.probe else None)
     if report is None:
         logger.error("no fold finished: %s", status)
         return 1

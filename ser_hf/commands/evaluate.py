@@ -22,7 +22,7 @@ from pathlib import Path
 from ser_hf.commands import one_line_errors
 from ser_hf.config import UsageError, parse_data_config
 from ser_hf.corpora import get_corpus
-from ser_hf.data.prepare import DATA_ARGS_FILE, build_datasets, exclude_bad_audio, prepare_splits, resolve_data_args
+from ser_hf.data.prepare import DATA_ARGS_FILE, audio_loader, build_datasets, exclude_bad_audio, prepare_splits, resolve_data_args
 from ser_hf.evaluation.prediction import RESULTS_FILE, evaluate_split, load_trained
 from ser_hf.reporting.plots import plot_confusion_matrix
 from ser_hf.reporting.results import results_table, write_split_outputs
@@ -119,8 +119,9 @@ def evaluate(argv=None, prog=None):
 
     with tempfile.TemporaryDirectory() as scratch:
         trainer, feature_extractor, label_names = load_trained(model_dir, scratch, args.batch_size)
-        data = build_datasets({s: splits[s] for s in wanted}, trainer.model.config.label2id, feature_extractor,
-                              data_args)
+        wanted_splits = {s: splits[s] for s in wanted}
+        data = build_datasets(wanted_splits, trainer.model.config.label2id, feature_extractor, data_args,
+                              audio_loader(wanted_splits, data_args, output_dir))
         results = {}
         for split in wanted:
             results[split], rows = evaluate_split(trainer, data[split], label_names, split)

@@ -24,23 +24,28 @@ from ser_hf.commands import one_line_errors
 from ser_hf.config import full_help, parse_config, short_help
 from ser_hf.data.audio import AudioCollator
 from ser_hf.data.prepare import (
-    DATA_ARGS_FILE, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits,
+    DATA_ARGS_FILE, audio_loader, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits,
     resolve_data_args,
 )
 from ser_hf.data.scan import report_markdown
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.evaluation.prediction import evaluate_split
+from ser_hf.evaluation.probe_analysis import agreement_with_cache, per_layer_scores
 from ser_hf.labels import label_maps
 from ser_hf.reporting.command import command_line
 from ser_hf.reporting.hub import push_output_dir
+from ser_hf.reporting.probe_report import probe_card, write_probe_reports
 from ser_hf.reporting.results import card_info, headline_split, results_table, write_reports, write_split_outputs
 from ser_hf.training.callbacks import PreemptionCallback
 from ser_hf.training.checkpoints import resolve_resume
 from ser_hf.training.diagnostics import TrainingDiagnostics, find_diagnostics
 from ser_hf.training.final_save import save_final_model_atomically
 from ser_hf.training.imbalance import class_weights
-from ser_hf.training.modeling import build_model, check_model_available, uses_attention_mask
+from ser_hf.training.modeling import build_model, check_model_available, check_padding_mode, uses_attention_mask
 from ser_hf.training.output_dir import OutputDirLock, check_output_dir
+from ser_hf.training.precision import keep_trained_convolutions_fp32
+from ser_hf.training.probe import fit_probe, head_model_args, load_head, probe_settings
+from ser_hf.training.probe_features import probe_cache
 from ser_hf.training.trainer import SERTrainer
 
 logger = logging.getLogger("ser_hf")
@@ -71,12 +76,14 @@ def train(argv=None, prog="recipes/finetune.py"):
     model_args, data_args, training_args = parse_config(config_path, argv)
     data_args = resolve_data_args(data_args)
     check_model_available(model_args)
+    model_args = head_model_args(model_args, data_args, training_args)  # --probe / --init_head_from, checked now
 
     # Our own messages (splits, counts, skipped files) on the main process; libraries at the Trainer's level.
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
     transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
+    check_padding_mode(model_args, data_args)  # reads the model's config.json: still before any data work
     set_seed(training_args.seed)
 
     # transformers' own bars ("Writing model shards" at every save, "Loading weights") add nothing to the
@@ -112,14 +119,42 @@ def _run(model_args, data_args, training_args, resume, command):
     prepared, splits, data_markdown = _prepare_data(data_args, training_args)
     id2label, label2id = label_maps(prepared.label_names)
     model, feature_extractor = build_model(model_args, id2label, label2id)
-    with training_args.main_process_first(desc="dataset building"):
-        data = build_datasets(splits, label2id, feature_extractor, data_args)
+    if model_args.init_head_from:  # LP-FT: fine-tuning starts from a linear probe's head
+        load_head(model, model_args.init_head_from)
+    if training_args.bf16 and training_args.device.type == "cpu":
+        keep_trained_convolutions_fp32(model)
+    with training_args.main_process_first(desc="decoding audio once"):
+        load_audio = audio_loader(splits, data_args, training_args.output_dir)
+    data = build_datasets(splits, label2id, feature_extractor, data_args, load_audio)
 
     # We push the output dir ourselves at the end: the Trainer's own push uploads training_args.bin.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     trainer, preemption = _build_trainer(model, feature_extractor, data, splits, prepared.label_names, data_args,
                                          training_args)
 
+    probe = None
+    if training_args.probe:  # a linear probe: no Trainer epochs; the head trains on the encoder's cached features
+        probe = _fit_probe(trainer, feature_extractor, data, load_audio, prepared.label_names, model_args, data_args,
+                           training_args)
+    else:
+        _fine_tune(trainer, preemption, resume, training_args)
+
+    # ---- Evaluate every held-out split as the pipeline would, then report (main process) ----
+    results, predictions = {}, {}
+    for split in (name for name in data if name != "train"):
+        results[split], predictions[split] = evaluate_split(trainer, data[split], prepared.label_names, split)
+    if trainer.is_world_process_zero():
+        _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
+                data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe)
+        if push_to_hub:
+            url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
+                                  private=bool(training_args.hub_private_repo), token=training_args.push_token)
+            logger.info("Pushed to %s", url)
+    return results
+
+
+def _fine_tune(trainer, preemption, resume, training_args):
+    """Train, save the final model (the best checkpoint with load_best_model_at_end) and the Trainer's state."""
     # ---- Train (a SIGTERM or Ctrl-C saves a checkpoint and exits; --resume true continues from it) ----
     if resume:
         logger.info("Resuming from %s", resume)
@@ -137,18 +172,20 @@ def _run(model_args, data_args, training_args, resume, command):
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
 
-    # ---- Evaluate every held-out split as the pipeline would, then report (main process) ----
-    results, predictions = {}, {}
-    for split in (name for name in data if name != "train"):
-        results[split], predictions[split] = evaluate_split(trainer, data[split], prepared.label_names, split)
-    if trainer.is_world_process_zero():
-        _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
-                data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results})
-        if push_to_hub:
-            url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
-                                  private=bool(training_args.hub_private_repo), token=training_args.push_token)
-            logger.info("Pushed to %s", url)
-    return results
+
+def _fit_probe(trainer, feature_extractor, data, load_audio, label_names, model_args, data_args, training_args):
+    """--probe: cache the frozen encoder's per-layer means, train the head on them, save the model (and layers)."""
+    model = trainer.model
+    cache = probe_cache(model_args, model, feature_extractor, data_args, training_args.output_dir)
+    weights = class_weights(data["train"].with_format(None)["label"], len(label_names), training_args.class_weighting)
+    settings, compute_metrics = probe_settings(training_args, weights), make_compute_metrics(label_names)
+    probe = fit_probe(model, feature_extractor, cache, data, load_audio, settings, compute_metrics)
+    if training_args.probe_layer_analysis:
+        probe.layers = per_layer_scores(probe.result.initial_head, model.config.model_type, probe.features,
+                                        probe.labels, label_names, settings, compute_metrics)
+    trainer.state.log_history = probe.result.log_history  # the training-curves plot shows the probe's epochs
+    save_final_model_atomically(trainer, training_args.output_dir)
+    return probe
 
 
 def _prepare_data(data_args, training_args):
@@ -209,16 +246,23 @@ def _log_early_stop(trainer):
 
 
 def _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command, data_markdown,
-            num_train, num_eval):
-    """Predictions CSVs, error analyses, results, plots and the model card in the output dir."""
+            num_train, num_eval, probe=None):
+    """Predictions CSVs, error analyses, results, plots and the model card in the output dir (and a probe's files)."""
     for split, rows in predictions.items():
         logger.info("%s", write_split_outputs(rows, prepared.label_names, split, training_args.output_dir,
                                               data_args.data_dir))
     headline = headline_split(results)
     card = card_info(model_args, data_args, training_args, prepared, num_train=num_train,
                      num_eval=num_eval[headline], command=command, data_markdown=data_markdown, headline=headline)
+    diagnostics = find_diagnostics(trainer)
+    if probe is not None:  # a linear probe: its own files, and the card says only the head was trained
+        summary = {**probe.summary(), "agreement": {
+            split: agreement_with_cache(probe.result.head, probe.features[split], rows, prepared.label_names)
+            for split, rows in predictions.items()}}
+        write_probe_reports(training_args.output_dir, summary, prepared.label_names)
+        card, diagnostics = probe_card(card, summary, prepared.split_names, headline), None
     write_reports(training_args.output_dir, results, prepared.label_names, trainer.state.log_history, card,
-                  find_diagnostics(trainer))
+                  diagnostics)
     print(results_table(results, training_args.output_dir))
 
 

@@ -17,27 +17,23 @@ from ser_hf.corpora.files import SAMPLE_RATE
 MIN_SAMPLES = 400
 
 
-def decoded_to_mono(value):
-    """Turn a decoded `datasets.Audio` value into a 1-D float32 numpy array.
+def decode_16k_mono(path):
+    """Decode a file at 16 kHz and average its channels: what training has always read from `datasets.Audio`.
 
-    datasets 5.x yields a torchcodec `AudioDecoder`; older versions and hand-made rows give a dict
-    with "array". Multi-channel audio is averaged to mono. The pipeline's ffmpeg `-ac 1` mixes stereo as
-    (L+R)/sqrt(2): the same signal up to a scale, which the feature extractor's normalisation removes
-    (a model with do_normalize=False would see stereo files 0.7x as loud in training as in the pipeline).
+    The pipeline's ffmpeg `-ac 1` mixes stereo as (L+R)/sqrt(2) instead: the same signal up to a scale, which the
+    feature extractor's normalisation removes (a model with do_normalize=False would see stereo files 0.7x as loud
+    in training as in the pipeline).
 
     Args:
-        value: an `AudioDecoder`, or a dict with "array" (samples, or channels x samples).
+        path: an audio file torchcodec (ffmpeg) can decode.
 
     Returns:
-        The mono waveform.
+        A 1-D float32 array.
     """
-    if isinstance(value, dict):
-        array = np.asarray(value["array"], dtype=np.float32)
-    else:
-        array = value.get_all_samples().data.numpy().astype(np.float32, copy=False)
-    if array.ndim == 2:
-        array = array.mean(axis=0)
-    return array
+    from torchcodec.decoders import AudioDecoder  # imported here: the module imports without torchcodec
+
+    data = AudioDecoder(str(path), sample_rate=SAMPLE_RATE).get_all_samples().data.numpy()
+    return data.mean(axis=0, dtype=np.float32) if data.shape[0] > 1 else data[0].astype(np.float32, copy=False)
 
 
 def crop(array, max_samples, random=False):
@@ -80,9 +76,11 @@ def audio_duration_seconds(path):
 
 
 class AudioTransform:
-    """On-the-fly `datasets` transform: decode, crop, feature-extract (per clip, no padding).
+    """On-the-fly `datasets` transform: load the 16 kHz clip, crop, feature-extract (per clip, no padding).
 
     Args:
+        load_audio: path -> 1-D 16 kHz float32 array: `DecodedAudioCache.load` (decoded once, read every epoch) or
+            `decode_16k_mono` (decoded every time).
         feature_extractor: the model's feature extractor (normalisation happens per clip, as in the pipeline).
         max_seconds: crop length; None keeps whole clips.
         train: random crops when True; a fixed crop from the start otherwise.
@@ -90,21 +88,22 @@ class AudioTransform:
             never given to evaluation transforms.
     """
 
-    def __init__(self, feature_extractor, max_seconds, train, augment=None):
+    def __init__(self, load_audio, feature_extractor, max_seconds, train, augment=None):
         if augment is not None and not train:
             raise ValueError("augmentation is for training data only")
+        self.load_audio = load_audio
         self.feature_extractor = feature_extractor
         self.max_samples = None if max_seconds is None else int(max_seconds * SAMPLE_RATE)
         self.train = train
         self.augment = augment
 
     def __call__(self, batch):
-        # `Trainer` reads the "length" column through the transform for length grouping: pass it through.
-        if "audio" not in batch:
+        # Length grouping reads the "length" column through the transform: pass it through.
+        if "path" not in batch:
             return batch
-        arrays = [
-            crop(decoded_to_mono(value), self.max_samples, random=self.train) for value in batch["audio"]
-        ]
+        # Only the window is copied out of a memory-mapped clip.
+        arrays = [np.array(crop(self.load_audio(path), self.max_samples, random=self.train), dtype=np.float32)
+                  for path in batch["path"]]
         if self.augment is not None:
             arrays = [self.augment(array, SAMPLE_RATE) for array in arrays]
         features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
@@ -112,20 +111,25 @@ class AudioTransform:
         output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
         if "length" in batch:
             output["length"] = batch["length"]
-        if "path" in batch:  # lets the trainer name the file behind a non-finite batch
-            output["path"] = batch["path"]
+        output["path"] = batch["path"]  # lets the trainer name the file behind a non-finite batch
         return output
 
 
 class AudioCollator:
-    """Pad raw-waveform inputs to one length and build an attention mask.
+    """Pad raw-waveform inputs to one length and build an attention mask; stack fixed-length features.
 
-    The mask is always built: models that take one get it; for the others `SERTrainer` uses it only to
-    find each clip's true length during evaluation.
+    For waveforms the mask is always built: models that take one get it; for the others `SERTrainer` uses it only
+    to find each clip's true length during evaluation.
+
+    2-D features (Whisper's log-mel `input_features`, mel bins x frames) come from the feature extractor already
+    padded with silence to the model's one input length: they are stacked as they are, without an attention mask.
+    Whisper's encoder ignores one and pools over the padding too, and the pipeline passes none: what the model sees
+    here, batched or not, is what it sees in the pipeline.
 
     Args:
-        input_name: the model's input name ("input_values" for wav2vec2-like encoders).
-        pad_to_seconds: pad every batch to this length ('max_length' padding); None pads to the longest clip.
+        input_name: the model's input name ("input_values" for wav2vec2-like encoders, "input_features" for Whisper).
+        pad_to_seconds: pad every batch of waveforms to this length ('max_length' padding); None pads to the longest
+            clip. Fixed-length features ignore it.
         padding_value: the feature extractor's padding value.
     """
 
@@ -135,6 +139,17 @@ class AudioCollator:
         self.padding_value = padding_value
 
     def __call__(self, features):
+        if np.ndim(features[0][self.input_name]) == 2:
+            batch = {self.input_name: self._stack(features)}
+        else:
+            batch = self._pad(features)
+        if "labels" in features[0]:
+            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        if "path" in features[0]:
+            batch["paths"] = [f["path"] for f in features]
+        return batch
+
+    def _pad(self, features):
         lengths = [len(f[self.input_name]) for f in features]
         target = max(max(lengths), self.pad_to or 0)
         values = torch.full((len(features), target), self.padding_value, dtype=torch.float32)
@@ -142,9 +157,12 @@ class AudioCollator:
         for row, (feature, length) in enumerate(zip(features, lengths)):
             values[row, :length] = torch.as_tensor(feature[self.input_name])
             mask[row, :length] = 1
-        batch = {self.input_name: values, "attention_mask": mask}
-        if "labels" in features[0]:
-            batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
-        if "path" in features[0]:
-            batch["paths"] = [f["path"] for f in features]
-        return batch
+        return {self.input_name: values, "attention_mask": mask}
+
+    def _stack(self, features):
+        values = [torch.as_tensor(np.asarray(f[self.input_name], dtype=np.float32)) for f in features]
+        shapes = {tuple(v.shape) for v in values}
+        if len(shapes) > 1:
+            raise ValueError(f"{self.input_name} of different shapes {sorted(shapes)} in one batch: 2-D features must "
+                             "come padded to the model's one input length (Whisper's feature extractor does this)")
+        return torch.stack(values)

@@ -7,12 +7,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Audio, Dataset, DatasetDict
+from datasets import Dataset, DatasetDict
 
 from ser_hf.config import UsageError
 from ser_hf.corpora import get_corpus
+from ser_hf.corpora.emobox import EMOBOX_REPOSITORY, emobox_fold_name, emobox_folds
 from ser_hf.corpora.manifest import labels_from_rows, load_user_splits
-from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds
+from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds, decode_16k_mono
+from ser_hf.data.audio_cache import AUDIO_CACHE_DIRNAME, DecodedAudioCache
 from ser_hf.data.augment import build_augmentation
 from ser_hf.data.scan import (
     data_report, partition_rows, raise_if_strict, report_markdown, scan_files, write_data_report,
@@ -33,9 +35,11 @@ def resolve_data_args(data_args):
     data work, so a corpus that needs `--data_dir` or a label set it lacks fails in the first second.
 
     Raises:
-        UsageError: the corpus needs --data_dir, or --labels names a set the corpus does not have.
+        UsageError: the corpus needs --data_dir, --labels names a set the corpus does not have, or
+            --fold_scheme emobox does not fit the corpus or the fold settings.
     """
     spec = get_corpus(data_args.corpus)
+    _check_fold_scheme(data_args)
     for name in ("manifest", "train_manifest", "validation_manifest", "test_manifest"):
         path = getattr(data_args, name)
         if path and not Path(path).is_file():
@@ -57,6 +61,23 @@ def resolve_data_args(data_args):
     except ValueError as err:
         raise UsageError(str(err)) from None
     return dataclasses.replace(data_args, data_dir=data_dir, labels=labels)
+
+
+def _check_fold_scheme(data_args):
+    """Refuse --fold_scheme emobox where EmoBox has no folds we use, or with fold settings that contradict them."""
+    if data_args.fold_scheme != "emobox":
+        return
+    try:
+        folds = emobox_folds(data_args.corpus)
+    except ValueError as err:
+        raise UsageError(f"--fold_scheme emobox: {err}") from None
+    if data_args.n_folds != len(folds):
+        # Cross-validation runs folds 0..n_folds-1: anything but EmoBox's count would not be EmoBox's protocol.
+        raise UsageError(f"--fold_scheme emobox: EmoBox has {len(folds)} folds for {data_args.corpus}, not "
+                         f"--n_folds {data_args.n_folds} (set --n_folds {len(folds)})")
+    if data_args.fold_seed is not None:
+        raise UsageError("--fold_scheme emobox: EmoBox's folds are fixed; --fold_seed shuffles only ser_hf's own "
+                         "folds (drop --fold_seed)")
 
 
 def load_corpus(data_args):
@@ -107,7 +128,8 @@ def prepare_splits(data_args, corpus=None):
     """Load the corpus and split it, speaker-independently whenever speakers are known.
 
     - Known corpora and manifests with a speaker column: `n_folds` folds of speakers (gender-balanced where
-      gender is known), fold `fold` for validation, `test_fold` for test.
+      gender is known), fold `fold` for validation, `test_fold` for test; with `fold_scheme="emobox"`, EmoBox's
+      published folds instead (`ser_hf.corpora.emobox`).
     - `train_manifest`/`validation_manifest`(/`test_manifest`): the user's own split, labels from train.
     - No speaker column: a stratified split, with a loud warning that speakers may leak.
 
@@ -131,16 +153,7 @@ def prepare_splits(data_args, corpus=None):
         return PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol, _speaker_independent(splits))
     rows, label_names = corpus or load_corpus(data_args)
     if all(row.get("speaker") for row in rows):
-        speaker_to_gender = {row["speaker"]: row.get("gender") or "unknown" for row in rows}
-        folds = speaker_folds(speaker_to_gender, n_folds=data_args.n_folds, seed=data_args.fold_seed)
-        # split_by_fold refuses any speaker in two splits.
-        splits = split_by_fold(rows, folds, eval_fold=data_args.fold, test_fold=data_args.test_fold)
-        names = {"validation": f"validation (fold {data_args.fold}: {', '.join(folds[data_args.fold])})"}
-        if data_args.test_fold is not None:
-            names["test"] = f"test (fold {data_args.test_fold}: {', '.join(folds[data_args.test_fold])})"
-        protocol = (f"Speaker-independent: {data_args.n_folds} folds of speakers, fold {data_args.fold} held out "
-                    f"for validation" + (f", fold {data_args.test_fold} for test" if data_args.test_fold is not None
-                                         else "") + "; no speaker appears in two splits.")
+        splits, names, protocol = _fold_split(rows, data_args)
     else:
         splits = stratified_split(rows, eval_fraction=1 / data_args.n_folds, seed=data_args.fold_seed or 0)
         names = {"validation": "validation (stratified, speakers unknown: may leak)"}
@@ -148,6 +161,36 @@ def prepare_splits(data_args, corpus=None):
                     "voices may be in training and evaluation and the scores may be optimistic.")
     logger.info("Split:\n%s", describe_split(splits) if "speaker" in rows[0] else {k: len(v) for k, v in splits.items()})
     return PreparedSplits(splits, label_names, names, protocol, _speaker_independent(splits))
+
+
+def _fold_split(rows, data_args):
+    """Split rows with a speaker each by speaker fold: ser_hf's own folds or, with --fold_scheme emobox, EmoBox's.
+
+    Returns:
+        (splits, {split: the name the card gives it}, the protocol sentence)
+    """
+    emobox = data_args.fold_scheme == "emobox"
+    if emobox:
+        folds = emobox_folds(data_args.corpus)
+        scheme = (f"EmoBox folds, the {len(folds)} folds of speakers EmoBox published ({EMOBOX_REPOSITORY}, "
+                  f"data/{data_args.corpus}/fold_*)")
+    else:
+        speaker_to_gender = {row["speaker"]: row.get("gender") or "unknown" for row in rows}
+        folds = speaker_folds(speaker_to_gender, n_folds=data_args.n_folds, seed=data_args.fold_seed)
+        scheme = f"{data_args.n_folds} folds of speakers"
+    # split_by_fold refuses any speaker in two splits, and any speaker in no fold.
+    splits = split_by_fold(rows, folds, eval_fold=data_args.fold, test_fold=data_args.test_fold)
+
+    def fold_name(k):  # EmoBox numbers its fold folders from 1
+        return f"fold {k} = EmoBox {emobox_fold_name(k)}" if emobox else f"fold {k}"
+
+    held_out = {"validation": data_args.fold, "test": data_args.test_fold}
+    names = {split: f"{split} ({fold_name(k)}: {', '.join(folds[k])})"
+             for split, k in held_out.items() if k is not None}
+    protocol = (f"Speaker-independent: {scheme}, {fold_name(data_args.fold)} held out for validation"
+                + (f", {fold_name(data_args.test_fold)} for test" if data_args.test_fold is not None else "")
+                + "; no speaker appears in two splits.")
+    return splits, names, protocol
 
 
 def class_counts(splits, label_names):
@@ -183,6 +226,12 @@ def class_counts_markdown(splits, label_names):
     return "\n".join(lines)
 
 
+def cache_dir_for(data_args, report_dir):
+    """Where the scan and decoded-audio caches live: the corpus folder, or `report_dir` when that is read-only."""
+    data_dir = Path(data_args.data_dir)
+    return data_dir if os.access(data_dir, os.W_OK) else Path(report_dir)
+
+
 def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
     """Decode every file once and drop the ones training would choke on, with a report.
 
@@ -202,10 +251,9 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
         (splits without the bad rows, report dict)
     """
     data_dir = Path(data_args.data_dir)
-    cache_dir = data_dir if os.access(data_dir, os.W_OK) else Path(report_dir)
     paths = [row["path"] for rows in splits.values() for row in rows]
     results = scan_files(paths, max_seconds=data_args.max_audio_seconds, workers=data_args.scan_workers,
-                         cache_path=cache_dir / ".ser_hf_scan_cache.json")
+                         cache_path=cache_dir_for(data_args, report_dir) / ".ser_hf_scan_cache.json")
     notes = Counter(note for r in results.values() if r.status == "ok" for note in r.notes)
     kept, excluded = {}, {}
     for name, rows in splits.items():
@@ -226,7 +274,7 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
 
 
 def to_dataset(rows, label2id, limit=None):
-    """Build a `datasets.Dataset` whose "audio" column decodes to 16 kHz and whose "length" allows length grouping.
+    """Build a `datasets.Dataset` of clip paths, labels and lengths (for length grouping); the transform loads audio.
 
     Args:
         rows: metadata rows (path, label[, speaker, duration]).
@@ -234,7 +282,7 @@ def to_dataset(rows, label2id, limit=None):
         limit: keep only the first `limit` rows (None or 0: all).
 
     Returns:
-        A Dataset with columns audio, path, speaker, label (id) and length (samples).
+        A Dataset with columns path, speaker, label (id) and length (samples).
 
     Raises:
         ValueError: a row's label is not in `label2id`.
@@ -244,17 +292,34 @@ def to_dataset(rows, label2id, limit=None):
     if unknown:
         raise ValueError(f"labels {unknown} are not in the label set {list(label2id)}")
     table = {
-        "audio": [row["path"] for row in rows],
         "path": [row["path"] for row in rows],
         "speaker": [row.get("speaker") or "" for row in rows],
         "label": [label2id[row["label"]] for row in rows],
         # The audio scan measured each kept clip; unscanned rows fall back to the file header.
         "length": [int((row.get("duration") or audio_duration_seconds(row["path"])) * SAMPLE_RATE) for row in rows],
     }
-    return Dataset.from_dict(table).cast_column("audio", Audio(sampling_rate=SAMPLE_RATE))
+    return Dataset.from_dict(table)
 
 
-def build_datasets(splits, label2id, feature_extractor, data_args):
+def audio_loader(splits, data_args, report_dir):
+    """How the datasets read clips: from the decoded-audio cache, filled here (`data_args.audio_cache`), or decoding.
+
+    Args:
+        splits: split name -> rows (scanned: `exclude_bad_audio`), every one of which is decoded now if missing.
+        data_args: `DataArguments` (data_dir, audio_cache, scan_workers).
+        report_dir: the run's output dir, home of the cache when the corpus folder is read-only.
+
+    Returns:
+        path -> 1-D 16 kHz float32 array.
+    """
+    if not data_args.audio_cache:
+        return decode_16k_mono
+    cache = DecodedAudioCache(cache_dir_for(data_args, report_dir) / AUDIO_CACHE_DIRNAME)
+    cache.fill([row["path"] for rows in splits.values() for row in rows], workers=data_args.scan_workers)
+    return cache.load
+
+
+def build_datasets(splits, label2id, feature_extractor, data_args, load_audio=decode_16k_mono):
     """Wrap each split in its on-the-fly transform: random crops for training, whole clips for evaluation.
 
     Args:
@@ -262,6 +327,7 @@ def build_datasets(splits, label2id, feature_extractor, data_args):
         label2id: label name -> id.
         feature_extractor: the model's feature extractor.
         data_args: `DataArguments` (crop lengths, sample limits, augmentation).
+        load_audio: path -> 16 kHz clip, from `audio_loader`.
 
     Returns:
         A `DatasetDict` with one transformed Dataset per split.
@@ -273,6 +339,6 @@ def build_datasets(splits, label2id, feature_extractor, data_args):
         max_seconds = data_args.max_duration_seconds if train else data_args.eval_max_duration_seconds
         # Seeded from torch's RNG per call (see ser_hf.data.augment), which the Trainer seeds and checkpoints.
         augment = build_augmentation(data_args.augmentation, seed=0) if train else None
-        transform = AudioTransform(feature_extractor, max_seconds=max_seconds, train=train, augment=augment)
+        transform = AudioTransform(load_audio, feature_extractor, max_seconds=max_seconds, train=train, augment=augment)
         datasets[name] = to_dataset(rows, label2id, limit=limit).with_transform(transform)
     return datasets

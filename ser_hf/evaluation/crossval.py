@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser_hf.data.prepare import build_datasets, exclude_bad_audio, prepare_splits
+from ser_hf.data.prepare import audio_loader, build_datasets, exclude_bad_audio, prepare_splits
 from ser_hf.evaluation.metrics import compute_ser_metrics, compute_ser_metrics_from_confusion
 from ser_hf.evaluation.prediction import RESULTS_FILE, load_trained, predict_probabilities, score_probabilities
 from ser_hf.training.checkpoints import latest_intact_checkpoint
@@ -194,6 +194,7 @@ def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16
     other = next(k for k in range(data_args.n_folds) if k != test_fold)  # any validation fold: only "test" is used
     splits = prepare_splits(dataclasses.replace(data_args, fold=other, test_fold=test_fold)).splits
     splits, _ = exclude_bad_audio({"test": splits["test"]}, data_args, report_dir)
+    load_audio = audio_loader(splits, data_args, report_dir)
     total, singles, label_names = None, [], None
     for model_dir in model_dirs:
         with tempfile.TemporaryDirectory() as scratch:
@@ -201,7 +202,7 @@ def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16
             if label_names not in (None, names):
                 raise ValueError(f"{model_dir} orders its labels {names}, the others {label_names}")
             label_names = names
-            test = build_datasets(splits, trainer.model.config.label2id, feature_extractor, data_args)["test"]
+            test = build_datasets(splits, trainer.model.config.label2id, feature_extractor, data_args, load_audio)["test"]
             probs, label_ids = predict_probabilities(trainer, test, "test")
         singles.append({m: float(v) for m, v in compute_ser_metrics(probs.argmax(-1), label_ids, label_names).items()
                         if m in METRICS})

@@ -44,6 +44,8 @@ class ModelCardInfo:
             the corpus registry; None for a user's corpus, about which the card claims nothing.
         speaker_independent: no speaker of the evaluation split is in training (False: say that scores may be
             optimistic).
+        frozen_encoder: only the head was trained (a linear probe): the card says so instead of "fine-tuned".
+        sections: extra markdown sections (each with its own heading) shown after the results.
     """
 
     model_id: str
@@ -68,6 +70,8 @@ class ModelCardInfo:
     load_from: str | None = None
     selection: str | None = None
     corpus_limitations: str | None = None
+    frozen_encoder: bool = False
+    sections: list[str] = field(default_factory=list)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -130,6 +134,11 @@ def _intro(info):
                   if _is_hub_id(info.base_model) else f"fine-tuned from `{info.base_model}`")
     else:
         origin = "trained from scratch (random initialisation, no pretrained weights)"
+    if info.frozen_encoder:
+        encoder = origin.removeprefix("fine-tuned from ") if info.base_model else \
+            "a randomly initialised encoder (no pretrained weights)"
+        origin = (f"trained as a linear probe of {encoder}: the encoder is frozen (its weights are unchanged) and "
+                  "only the classification head (layer weights, projector, classifier) was trained")
     lines = [f"# {info.model_id}", "",
              f"A speech emotion recognition model: it classifies a speech clip into one of {n} emotion classes. "
              f"It was {origin} on {info.dataset_name} with the `ser_hf` recipes.", ""]
@@ -233,6 +242,10 @@ def _limitations(info):
     ]
 
 
+def _extra_sections(info):
+    return [line for section in info.sections for line in (section.strip(), "")]
+
+
 def _plots(info):
     lines = ["## Plots", ""] if info.plots else []
     for plot in info.plots:
@@ -241,7 +254,7 @@ def _plots(info):
 
 
 def _body(info):
-    sections = (_intro, _usage, _results, _protocol_and_training, _limitations, _plots)
+    sections = (_intro, _usage, _results, _extra_sections, _protocol_and_training, _limitations, _plots)
     return "\n".join(line for section in sections for line in section(info))
 
 

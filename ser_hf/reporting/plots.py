@@ -204,3 +204,37 @@ def plot_prediction_histogram(evaluations, label_names, path) -> Path:
     ax.set_title("Predicted classes at each evaluation")
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_layer_scores(rows, path, metric="ua", chance=None) -> Path:
+    """UA (or another metric) of a probe on each hidden state alone: which layer carries the labels.
+
+    Args:
+        rows: `ser_hf.evaluation.probe_analysis.per_layer_scores` rows (layer, `<split>_<metric>` per split).
+        path: PNG file to write.
+        metric: the metric drawn, one bar per split and layer.
+        chance: drawn as a dashed line when given (e.g. 1 / number of classes for UA).
+
+    Returns:
+        The path written.
+    """
+    splits = [key.removesuffix(f"_{metric}") for key in rows[0] if key.endswith(f"_{metric}")] if rows else []
+    fig = Figure(figsize=(max(5.0, 0.45 * len(rows) * max(len(splits), 1) + 2.0), 4.0))
+    ax = fig.subplots()
+    layers = np.arange(len(rows))
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        values = [row[f"{split}_{metric}"] for row in rows]
+        ax.bar(layers + (i - (len(splits) - 1) / 2) * width, values, width=width, label=split)
+    if chance is not None:
+        ax.axhline(chance, color="gray", linestyle="--", linewidth=1, label="chance")
+    ax.set_xticks(layers, labels=[str(row["layer"]) for row in rows])
+    ax.set_xlabel("hidden state (0: input of the first transformer layer, k: output of layer k)")
+    ax.set_ylabel(metric.upper())
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Probe on one hidden state: {metric.upper()} per layer")
+    if splits or chance is not None:
+        ax.legend(loc="best", fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)

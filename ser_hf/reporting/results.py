@@ -119,6 +119,8 @@ def card_info(model_args, data_args, training_args, prepared, num_train, num_eva
         "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
         "metric_for_best_model": training_args.metric_for_best_model,
     }
+    if getattr(model_args, "init_head_from", None):  # LP-FT: the head started from this probe's
+        hyperparameters["init_head_from"] = model_args.init_head_from
     return ModelCardInfo(
         model_id=training_args.hub_model_id or Path(training_args.output_dir).name,
         base_model=model_args.model_name_or_path,

@@ -9,6 +9,7 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 from transformers.trainer_utils import SchedulerType
 
+from ser_hf.training.sampling import WindowedLengthSampler
 from ser_hf.training.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
 
 
@@ -29,6 +30,25 @@ def _check_finite(inputs, paths):
             f"NaN or Inf samples in {_name(bad)}: the audio scan should have excluded such a file (was it changed "
             "after the scan, or is this a custom transform?). Stopped before the weights were touched; the last "
             "saved checkpoint is intact.")
+
+
+def _waveforms(inputs):
+    # Cropping and per-clip lengths are about the time axis of waveforms (batch x samples). Fixed-length features
+    # (Whisper's batch x mels x frames) come from the collator without a mask and never reach here.
+    (name, values), = inputs.items()
+    if values.dim() != 2:
+        raise ValueError(f"{name} of shape {tuple(values.shape)}: only waveform batches (batch x samples) can be "
+                         "cropped or evaluated clip by clip; give fixed-length features without an attention mask")
+    return name, values
+
+
+def _full_precision(model):
+    """The model's fp32 forward during mixed-precision training, for evaluation: scores equal the pipeline's.
+
+    Under bf16/fp16 accelerate replaces `model.forward` with one that enters autocast itself (so an outer
+    `autocast(enabled=False)` cannot undo it) and keeps the original as `_original_forward`; the weights stay fp32.
+    """
+    return getattr(model, "_original_forward", model)
 
 
 def balanced_sample_weights(labels):
@@ -52,6 +72,8 @@ class SERTrainer(Trainer):
       `reduce_lr_on_plateau` on a chosen evaluation metric (the evaluation loss by default).
     - Evaluation of models without an attention mask (group-norm wav2vec2) runs each clip at its own
       length, because zero padding changes what such a model pools: the metrics equal the pipeline's.
+      Whisper's fixed-length log-mel batches come without a mask and run whole: each clip is padded to 30 s
+      in the pipeline too.
 
     - `balanced_sampling` (a training argument): clips drawn with probability 1 / (clips of their class).
     - A non-finite gradient norm stops training before the optimizer step (as a non-finite loss does before
@@ -74,9 +96,13 @@ class SERTrainer(Trainer):
         self._paths_since_step = []  # files behind the gradients of the coming optimizer step
 
     def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if getattr(self.args, "length_grouping_batches", 0):
+            # The "length" column, read without decoding any audio.
+            return WindowedLengthSampler(dataset.with_format(None)["length"], self.args.train_batch_size,
+                                         self.args.length_grouping_batches)
         if not getattr(self.args, "balanced_sampling", False):
             return super()._get_train_sampler(train_dataset)
-        dataset = self.train_dataset if train_dataset is None else train_dataset
         if hasattr(dataset, "with_format"):  # a datasets.Dataset: its label column, without decoding any audio
             labels = list(dataset.with_format(None)["label"])
         else:
@@ -140,12 +166,13 @@ class SERTrainer(Trainer):
             self._paths_since_step.extend(paths)
         if model.training and self.crop_training_batches and attention_mask is not None:
             inputs, attention_mask = self._crop_to_shortest(inputs, attention_mask)
+        forward = model if model.training else _full_precision(model)
         if self.uses_attention_mask:
-            logits = model(**inputs, attention_mask=attention_mask).logits
+            logits = forward(**inputs, attention_mask=attention_mask).logits
         elif model.training or attention_mask is None:
-            logits = model(**inputs).logits
+            logits = forward(**inputs).logits
         else:
-            logits = self._logits_clip_by_clip(model, inputs, attention_mask)
+            logits = self._logits_clip_by_clip(forward, inputs, attention_mask)
         weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
         loss = F.cross_entropy(logits, labels, weight=weight)
         if not torch.isfinite(loss):
@@ -156,7 +183,7 @@ class SERTrainer(Trainer):
 
     @staticmethod
     def _crop_to_shortest(inputs, attention_mask):
-        (name, values), = inputs.items()
+        name, values = _waveforms(inputs)
         lengths = attention_mask.sum(dim=1)
         shortest = int(lengths.min())
         # A random window per clip (torch's RNG is seeded by the Trainer, so runs repeat).
@@ -166,7 +193,7 @@ class SERTrainer(Trainer):
 
     @staticmethod
     def _logits_clip_by_clip(model, inputs, attention_mask):
-        (name, values), = inputs.items()
+        name, values = _waveforms(inputs)
         lengths = attention_mask.sum(dim=1).tolist()
         rows = [model(**{name: values[i : i + 1, :length]}).logits for i, length in enumerate(lengths)]
         return torch.cat(rows, dim=0)

@@ -317,3 +317,32 @@ def test_predict_main_exit_code_says_whether_every_file_was_classified(model_dir
     captured = capsys.readouterr()
     assert "1 of 2 files could not be classified" in captured.err
     assert (captured.out + captured.err).count("too short (300 samples") == 1  # said once, in its row
+
+
+@pytest.fixture(scope="module", params=["group", "layer"])
+def any_classifier(request, tmp_path_factory):
+    """A tiny model without an attention mask (group norm, as wav2vec2-base) and one with (layer norm)."""
+    out = tmp_path_factory.mktemp(f"model_{request.param}")
+    id2label, label2id = label_maps(RAVDESS_EMOTIONS)
+    overrides = dict(TINY_ENCODER, feat_extract_norm=request.param)
+    model, feature_extractor = build_model(ModelArguments(model_name_or_path=None, model_type="wav2vec2",
+                                                          model_config_overrides=overrides), id2label, label2id)
+    model.save_pretrained(out)
+    feature_extractor.save_pretrained(out)
+    return load_classifier(out, device="cpu")
+
+
+def test_batched_classification_gives_the_pipelines_rows(any_classifier, inputs, tmp_path):
+    # Clips of many lengths (two of the same length), every error kind, other rates and a chunked 27 s file.
+    lengths = [0.5, 1.3, 0.8, 1.3, 2.1, 0.9]
+    clips = [tmp_path / f"clip{i}.wav" for i in range(len(lengths))]
+    for i, (path, seconds) in enumerate(zip(clips, lengths)):
+        sf.write(path, _tone(seconds, SAMPLE_RATE, seed=i, freq=150.0 + 40 * i), SAMPLE_RATE, subtype="PCM_16")
+    files = clips + [inputs[n] for n in inputs if n != "long_10min.wav"] + [tmp_path / "missing.wav"]
+    one_by_one = classify_files(any_classifier, files, top_k=8)  # the pipeline itself, file by file
+    batched = classify_files(any_classifier, files, top_k=8, batch_size=4)
+    assert [(r["path"], r["label"], r["error"], r["chunks"]) for r in batched] == \
+        [(r["path"], r["label"], r["error"], r["chunks"]) for r in one_by_one]
+    for b, p in zip(batched, one_by_one):
+        assert dict(b["top_k"]) == pytest.approx(dict(p["top_k"]), abs=1e-5)
+        assert b["seconds"] == pytest.approx(p["seconds"], abs=1e-3) if p["seconds"] else b["seconds"] == p["seconds"]
