@@ -175,19 +175,21 @@ def measure_training(name, model_args, data_args, training_args, splits, label_n
         splits: {"train": rows} (scanned).
         label_names: class names.
         steps: timed optimizer steps.
-        warmup: untimed first steps (allocations, autocast caches, thread pools).
+        warmup: untimed first steps (allocations, autocast caches, thread pools); the first one's FLOPs are counted.
 
     Returns:
         {"name", "settings", "step_s", "audio_s_per_s", "real_audio_share" (of the computed samples, None without
          padding), "audio_kept_share" (of the clips' samples), "peak_rss_mb", "peak_gpu_mb", "tflops_per_s"}
     """
+    if warmup < 1 or steps < 1:
+        raise ValueError(f"need at least one untimed and one timed step, got warmup={warmup}, steps={steps}")
     id2label, label2id = label_maps(label_names)
     torch.manual_seed(0)
     model, extractor = build_model(model_args, id2label, label2id)
     if training_args.bf16 and training_args.device.type == "cpu":  # as the recipe does
         keep_trained_convolutions_fp32(model)
     # Filled before the clock starts (a no-op when filled): the cache's cost is the data section's first pass.
-    load = audio_loader({"train": splits["train"]}, data_args, data_args.data_dir)
+    load = audio_loader({"train": splits["train"]}, data_args, Path(tempfile.gettempdir()) / "ser_hf_bench")
     data = build_datasets({"train": splits["train"]}, label2id, extractor, data_args, load)
     crop, masked = data_args.padding == "crop", uses_attention_mask(extractor)
     pad_to = data_args.max_duration_seconds if data_args.padding == "max_length" else None
