@@ -25,7 +25,7 @@ from ser_hf.data.audio import AudioCollator, decode_16k_mono
 from ser_hf.data.audio_cache import DecodedAudioCache
 from ser_hf.data.prepare import audio_loader, build_datasets
 from ser_hf.data.scan import scan_files
-from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
+from ser_hf.labels import label_maps
 from ser_hf.training.modeling import build_model, uses_attention_mask
 from ser_hf.training.precision import keep_trained_convolutions_fp32
 from ser_hf.training.trainer import SERTrainer
@@ -264,6 +264,3 @@ def gpu_peak_tflops(device_name):
     """The GPU's dense bf16 peak in TFLOP/s, when it is in `GPU_BF16_PEAK_TFLOPS`."""
     return next((peak for key, peak in GPU_BF16_PEAK_TFLOPS.items() if key in (device_name or "")), None)
 
-
-__all__ = ["RAVDESS_EMOTIONS", "gpu_peak_tflops", "machine", "measure_data", "measure_inference", "measure_training",
-           "synthetic_ravdess"]
