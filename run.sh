@@ -6,11 +6,15 @@
 #   bash run.sh demo --cv                  the demo's 6 speaker folds (2 at a time), mean +- std beside the SVM baseline
 #   bash run.sh ravdess [--data_dir DIR] [--field value ...]   the RAVDESS recipe (wav2vec2-base; a GPU job)
 #   bash run.sh cremad [--data_dir DIR] [--labels 21|6] [--field value ...]   the CREMA-D recipe
-#     (ravdess, cremad, train: --cv runs recipes/crossval.py, one model per speaker fold, instead of one fold)
+#     (demo, ravdess, cremad, train: --cv runs recipes/crossval.py, one model per speaker fold, instead of one fold;
+#      --search runs recipes/search.py, an Optuna search over those folds: --n_trials N --test_fold T [--probe true])
 #   bash run.sh train CONFIG.yaml [--field value ...]   any config, e.g. your own corpus (recipes/configs/custom.yaml)
-#   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv]
+#   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv] [--timeline DIR] [--backend onnx]
+#   bash run.sh app MODEL_DIR_OR_HUB_ID [--port N] [--export_space DIR]   the Gradio app on 127.0.0.1
+#   bash run.sh export MODEL_DIR [--onnx OUT] [--int8]   ONNX export, checked against PyTorch
+#   bash run.sh compare CV_DIR_A CV_DIR_B   two cross-validations on the same folds, paired
 #   bash run.sh bench [--device cuda] [--config CONFIG ...]   speed of data, training and inference, side by side
-#   bash run.sh test [pytest args]         the whole test suite, offline
+#   bash run.sh test [pytest args]         the whole test suite, offline (installs chromium for the app's tests)
 #
 # Every command creates .venv on first use. Set PYTHON to choose the interpreter (3.10+).
 set -euo pipefail
@@ -21,10 +25,12 @@ PY="$VENV/bin/python"
 
 log() { printf '[run.sh] %s\n' "$*" >&2; }
 
-# ffmpeg: torchcodec decodes audio through its libraries (always needed); espeak-ng: the demo corpus.
+# ffmpeg: torchcodec decodes audio through its libraries (always needed); espeak-ng: the demo corpus; chromium and
+# its driver: the app's browser tests (pip cannot download a browser here). Each argument is a command, or
+# COMMAND:PACKAGE where the Debian package is named otherwise.
 need_system_packages() {
-  local missing=() pkg
-  for pkg in "$@"; do command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  local missing=() spec
+  for spec in "$@"; do command -v "${spec%%:*}" >/dev/null 2>&1 || missing+=("${spec#*:}"); done
   [ ${#missing[@]} -eq 0 ] && return 0
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     log "installing ${missing[*]} with apt-get"
@@ -76,11 +82,16 @@ cmd=${1:-help}
 SER_HF_COMMAND="bash run.sh $(printf '%q ' "$cmd" "$@")"
 export SER_HF_COMMAND="${SER_HF_COMMAND% }"
 
-# --cv anywhere among the arguments: the same config, cross-validated over every speaker fold.
+# --cv anywhere among the arguments: the same config, cross-validated over every speaker fold; --search: a
+# hyperparameter search over those folds.
 recipe=recipes/finetune.py
 args=()
 for arg in "$@"; do
-  if [ "$arg" = --cv ]; then recipe=recipes/crossval.py; else args+=("$arg"); fi
+  case "$arg" in
+    --cv) recipe=recipes/crossval.py ;;
+    --search) recipe=recipes/search.py ;;
+    *) args+=("$arg") ;;
+  esac
 done
 set -- ${args[@]+"${args[@]}"}
 
@@ -92,6 +103,10 @@ case "$cmd" in
   demo)
     setup espeak-ng
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    if [ "$recipe" = recipes/search.py ]; then
+      "$PY" recipes/search.py recipes/configs/demo.yaml --parallel 2 "$@"
+      exit
+    fi
     if [ "$recipe" = recipes/crossval.py ]; then
       # Two single-threaded folds at a time get ~1.3x more done on 2 cores than one fold on both.
       "$PY" recipes/crossval.py recipes/configs/demo.yaml --parallel 2 "$@"
@@ -140,15 +155,27 @@ print(os.path.join(json.load(open(os.path.join(d, "data_args.json")))["data_dir"
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     "$PY" recipes/benchmark.py "$@"
     ;;
+  app)
+    setup
+    "$PY" recipes/app.py "$@"
+    ;;
+  export)
+    setup
+    "$PY" recipes/export.py "$@"
+    ;;
+  compare)
+    setup
+    "$PY" recipes/compare.py "$@"
+    ;;
   test)
-    setup espeak-ng
+    setup espeak-ng chromium chromedriver:chromium-driver
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     "$PY" -m pytest tests "$@"
     ;;
   help|-h|--help)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
-    log "unknown command '$cmd'"; sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2
+    log "unknown command '$cmd'"; sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2
     ;;
 esac

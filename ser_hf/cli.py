@@ -6,6 +6,10 @@
     ser-hf predict MODEL FILE_OR_DIR ... [...]       classify audio files             (= recipes/predict.py)
     ser-hf baseline CONFIG.yaml [--folds ...]        the MFCC + prosody SVM baseline  (= recipes/baseline_svm.py)
     ser-hf bench [--device cuda] [...]               speed, side by side              (= recipes/benchmark.py)
+    ser-hf export MODEL --onnx OUT [--int8]          ONNX (+ int8), parity-checked    (= recipes/export.py)
+    ser-hf app MODEL [--export_space DIR]            the demo app, or a HF Space      (= recipes/app.py)
+    ser-hf search CONFIG.yaml [--n_trials N ...]     hyperparameter search (Optuna)   (= recipes/search.py)
+    ser-hf compare CV_DIR_A CV_DIR_B [...]           two cross-validations, paired    (= recipes/compare.py)
 
 `ser-hf COMMAND --help` lists each command's options. Cross-validation starts its folds as
 `python -m ser_hf.cli train ...`, so a fold is exactly what a user would run.
@@ -22,6 +26,10 @@ COMMANDS = {
     "predict": "ser_hf.commands.predict",
     "baseline": "ser_hf.commands.baseline",
     "bench": "ser_hf.commands.benchmark",
+    "export": "ser_hf.commands.export",
+    "app": "ser_hf.commands.app",
+    "search": "ser_hf.commands.search",
+    "compare": "ser_hf.commands.compare",
 }
 
 

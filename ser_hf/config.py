@@ -31,6 +31,7 @@ ClassWeighting = Literal["none", "inverse", "sqrt_inverse"]
 EvalMetric = Literal["loss", "ua", "wa", "macro_f1"]
 EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper"]
 FoldScheme = Literal["ser_hf", "emobox"]
+Task = Literal["emotion", "multitask"]
 
 
 class UsageError(ValueError):
@@ -208,6 +209,26 @@ class DataArguments:
         metadata={"help": "Decode and resample every clip once into <data_dir>/.ser_hf_audio_cache (16 kHz float32, "
                   "about 230 MB per hour of audio) and read those arrays every epoch; false decodes every epoch."},
     )
+    unlabeled_dir: str | None = field(
+        default=None,
+        metadata={"help": "Pseudo-labels: a folder of unlabeled audio (searched recursively). The trained model "
+                  "labels it (after the same audio scan), clips scoring at least pseudo_threshold join the training "
+                  "set, and a fresh model trains again (ser_hf/commands/pseudo_rounds.py). Refused when a file is a "
+                  "corpus file (same path or bytes) or, by its corpus-style name, an evaluation speaker's; it must "
+                  "lie outside data_dir."},
+    )
+    pseudo_threshold: float = field(
+        default=0.9, metadata={"help": "Pseudo-labels: a clip joins training when its top class score is at least this."}
+    )
+    pseudo_rounds: int = field(
+        default=1, metadata={"help": "Pseudo-labels: how many times to relabel the pool and train a fresh model."}
+    )
+    pseudo_pool_fold: int | None = field(
+        default=None,
+        metadata={"help": "Measure pseudo-labelling on a labeled corpus: this speaker fold leaves labeled training "
+                  "and its audio, labels unused, is the unlabeled pool (instead of unlabeled_dir). Its held-back "
+                  "labels only score the pseudo-labels in the report. Not the validation or test fold."},
+    )
 
     def __post_init__(self):
         _check_choices(self)
@@ -217,6 +238,12 @@ class DataArguments:
             raise UsageError("corpus=hub needs --dataset_name")
         if bool(self.train_manifest) != bool(self.validation_manifest):
             raise UsageError("give both --train_manifest and --validation_manifest (and optionally --test_manifest)")
+        if self.unlabeled_dir and self.pseudo_pool_fold is not None:
+            raise UsageError("choose one unlabeled pool: --unlabeled_dir or --pseudo_pool_fold, not both")
+        if not 0 < self.pseudo_threshold <= 1:
+            raise UsageError(f"--pseudo_threshold {self.pseudo_threshold}: a top class score, in (0, 1]")
+        if self.pseudo_rounds < 1:
+            raise UsageError(f"--pseudo_rounds {self.pseudo_rounds}: at least 1 (drop --unlabeled_dir for none)")
 
 
 def _fast_half_precision(use_cpu):
@@ -255,6 +282,20 @@ class SERTrainingArguments(TrainingArguments):
     class_weighting: ClassWeighting = field(
         default="none",
         metadata={"help": "Weighted cross-entropy from the training class counts: none, inverse or sqrt_inverse."},
+    )
+    task: Task = field(
+        default="emotion",
+        metadata={"help": "'multitask': an intensity head beside the emotion head on the same pooled representation, "
+                  "trained with loss = CE(emotion) + intensity_loss_weight * CE(intensity) (RAVDESS/demo: normal/"
+                  "strong; CREMA-D --labels 6: low/medium/high; a manifest's intensity column). Clips without an "
+                  "intensity (CREMA-D XX, neutral) are masked out of that loss. The saved model stays a plain "
+                  "emotion classifier for pipeline(); the intensity head is saved beside it "
+                  "(ser_hf/training/multitask.py)."},
+    )
+    intensity_loss_weight: float = field(
+        default=0.5,
+        metadata={"help": "--task multitask: weight of the intensity loss. 0.5 keeps emotion the main task (the "
+                  "intensity CE of 2-3 classes starts near ln 2-ln 3, the emotion CE near ln 6-ln 8)."},
     )
     balanced_sampling: bool = field(
         default=False,
@@ -304,6 +345,13 @@ class SERTrainingArguments(TrainingArguments):
     diagnostics_stall_evaluations: int = field(
         default=3, metadata={"help": "Warn when metric_for_best_model has not moved for this many evaluations."}
     )
+    temperature_scaling: bool = field(
+        default=False,
+        metadata={"help": "After training, fit one temperature T on the validation clips' logits (minimum NLL) and "
+                  "divide the saved classifier layer by it, so pipeline() scores are softmax(logits / T): better "
+                  "calibrated, same labels, same UA (ser_hf/evaluation/temperature_scaling.py). The card reports "
+                  "ECE before and after; config.json records `calibration_temperature`."},
+    )
     resume: bool = field(
         default=False, metadata={"help": "Continue from the newest intact checkpoint (= resume_from_checkpoint auto)."}
     )
@@ -327,6 +375,10 @@ class SERTrainingArguments(TrainingArguments):
             logger.warning("--hub_token is used for the final push only and never written to disk; prefer "
                            "`hf auth login` or HF_TOKEN (a token on the command line is visible to other users in "
                            "the process list)")
+        if self.task == "multitask" and self.probe:
+            raise UsageError("--probe trains the emotion head alone on cached features: drop --task multitask")
+        if self.intensity_loss_weight < 0:
+            raise UsageError(f"--intensity_loss_weight {self.intensity_loss_weight}: a loss weight, at least 0")
         if self.length_grouping_batches and self.balanced_sampling:
             raise UsageError("choose one of --length_grouping_batches and --balanced_sampling: both pick the batches")
         if self.auto_mixed_precision and not (self.bf16 or self.fp16):
@@ -379,6 +431,11 @@ def _did_you_mean(name, known):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# Keys a recipe YAML may hold besides the fields: the hyperparameter search's spaces (ser_hf/evaluation/search.py,
+# `ser-hf search`). Training and every other command ignore them, so one YAML serves both.
+SEARCH_KEYS = ("search_space", "probe_search_space")
+
+
 def read_config(config_path):
     """The values of a recipe YAML, every key checked against the fields of the three argument dataclasses.
 
@@ -396,7 +453,7 @@ def read_config(config_path):
         raise UsageError(f"{config_path} must be a mapping of field: value")
     known = config_fields()
     for key in values:
-        if key not in known:
+        if key not in known and key not in SEARCH_KEYS:
             raise UsageError(f"{config_path}: unknown field {key!r}{_did_you_mean(key, known)}; "
                              "`python recipes/finetune.py --help` lists every field")
     return values
@@ -418,6 +475,15 @@ def check_folds(data_args, single_fold=True):
                              f"(n_folds {data_args.n_folds})")
     if single_fold and data_args.test_fold is not None and data_args.test_fold == data_args.fold:
         raise UsageError(f"--test_fold and --fold are both {data_args.fold}: the test fold must be another fold")
+    pool = data_args.pseudo_pool_fold
+    if pool is not None:  # its speakers are the unlabeled pool: never evaluated, never labeled training data
+        if not 0 <= pool < data_args.n_folds:
+            raise UsageError(f"--pseudo_pool_fold {pool} is out of range: folds are 0..{data_args.n_folds - 1}")
+        held_out = {"--test_fold": data_args.test_fold, **({"--fold": data_args.fold} if single_fold else {})}
+        for name, value in held_out.items():
+            if value == pool:
+                raise UsageError(f"--pseudo_pool_fold and {name} are both {pool}: the unlabeled pool must be "
+                                 "another fold than the evaluated ones")
 
 
 def parse_config(config_path=None, argv=None, single_fold=True):

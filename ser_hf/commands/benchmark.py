@@ -1,4 +1,4 @@
-"""Measure the recipes' speed side by side: data preparation, training throughput, inference.
+"""Measure the recipes' speed side by side: data preparation, training throughput, probe mode, inference.
 
 Usage:
     python recipes/benchmark.py [--device cpu|cuda] [--config CONFIG ...] [--steps 3] [--output bench.json]
@@ -9,7 +9,8 @@ data/bench_ravdess48k once, and a wav2vec2-base-sized classifier is built from a
 same FLOPs as facebook/wav2vec2-base, which cannot be downloaded here). Training rows start from the seed recipe's
 settings (what transformers' run_audio_classification.py does: batch 4, every clip padded to 5 s, feature encoder
 trained, fp32, audio decoded every epoch) and add one change at a time, then each recipe config as shipped. Every
-row trains on the same clips in this one process, so the ratios hold on a noisy machine.
+row trains on the same clips in this one process, so the ratios hold on a noisy machine. The probe row times an
+epoch of probe mode's head on cached means against the same head trained through the Trainer, encoder frozen.
 """
 
 import argparse
@@ -26,7 +27,8 @@ from ser_hf.commands import one_line_errors
 from ser_hf.config import parse_config, read_config
 from ser_hf.data.prepare import audio_loader, exclude_bad_audio, prepare_splits
 from ser_hf.evaluation.throughput import (
-    RAVDESS_SHAPE, gpu_peak_tflops, machine, measure_data, measure_inference, measure_training, synthetic_ravdess,
+    RAVDESS_SHAPE, gpu_peak_tflops, machine, measure_backends, measure_data, measure_inference, measure_probe,
+    measure_training, synthetic_ravdess,
 )
 
 logger = logging.getLogger("ser_hf")
@@ -118,7 +120,10 @@ def _parser(prog):
     parser.add_argument("--clips", type=int, default=RAVDESS_SHAPE["clips"], help="clips in the generated corpus")
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per row (after one untimed)")
     parser.add_argument("--infer_clips", type=int, default=48, help="clips for the inference comparison")
-    parser.add_argument("--skip", nargs="*", default=[], choices=("data", "train", "infer"))
+    parser.add_argument("--probe_clips", type=int, default=32,
+                        help="clips run through the encoder for the probe's cache (its per-clip cost)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=("data", "train", "probe", "infer", "onnx"),
+                        help="sections to leave out (onnx: the ONNX fp32/int8 rows of the inference section)")
     parser.add_argument("--output", default="bench.json")
     return parser
 
@@ -165,15 +170,35 @@ def main(argv=None, prog="recipes/benchmark.py"):
               f"{report['projection']['six_fold_ten_epoch_train_minutes']} min"
               + (f", MFU {report['projection']['mfu']:.1%} of {peak:g} TFLOP/s" if peak else ""))
 
+    # ---- Probe mode: an epoch of a head on cached means vs the same head through the Trainer ----
+    if "probe" not in args.skip:
+        report["probe"] = _probe(args, splits, prepared.label_names)
+
     # ---- Inference: the plain pipeline file by file vs predict.py's batches ----
     if "infer" not in args.skip:
-        report["inference"] = _inference(model_args, prepared.label_names, paths[: args.infer_clips])
+        report["inference"] = _inference(model_args, prepared.label_names, paths[: args.infer_clips],
+                                         onnx="onnx" not in args.skip)
     Path(args.output).write_text(json.dumps(report, indent=2))
     print(f"\nwrote {args.output}")
     return 0
 
 
-def _inference(model_args, label_names, paths):
+def _probe(args, splits, label_names):
+    """The probe row, on ravdess.yaml's settings (its encoder: random, wav2vec2-base-sized)."""
+    logger.info("probe: a head on cached means vs the Trainer with the encoder frozen")
+    model_args, data_args, training_args = _arguments(BASE_RECIPE, {}, args.data_dir, args.device)
+    row = measure_probe(model_args, data_args, training_args, splits, label_names, clips=args.probe_clips,
+                        steps=args.steps)
+    print(f"\nprobe ({row['train_clips']} training clips): an epoch of the head on cached means "
+          f"{row['probe_epoch_s']:.3f} s vs {row['trainer_epoch_s']:.1f} s through the Trainer with the encoder frozen "
+          f"(**{row['speedup']}x**); the cache costs {row['cache_s_per_clip']:.3f} s a clip, once per encoder")
+    return row
+
+
+BACKEND_NAMES = {"torch": "PyTorch fp32", "onnx": "ONNX fp32 (onnxruntime)", "int8": "ONNX int8 (dynamic quantization)"}
+
+
+def _inference(model_args, label_names, paths, onnx=True):
     from ser_hf.labels import label_maps
     from ser_hf.training.modeling import build_model
 
@@ -195,7 +220,27 @@ def _inference(model_args, label_names, paths):
                   f"predict.py batches of {r['batch_size']} {r['batched_clips_per_s']:.2f} clips/s "
                   f"(**{r['speedup']:.2f}x**), labels identical: {r['labels_agree']}, "
                   f"max score difference {r['max_score_diff']:.1e}")
+            if onnx:
+                r["backends"] = _backend_rows(model_dir, paths)
     return rows
+
+
+def _backend_rows(model_dir, paths):
+    """PyTorch fp32 vs its ONNX export, fp32 and int8, on the same clips (all on the CPU: onnxruntime's provider)."""
+    from ser_hf.reporting.onnx_export import ParityError, export_onnx
+
+    onnx_dir = Path(model_dir) / "onnx"
+    try:
+        export_onnx(model_dir, onnx_dir, quantize=True, clips=4)
+    except ParityError as err:  # still timed: the rows below show how far the labels differ
+        logger.warning("%s", err)
+    row = measure_backends(model_dir, onnx_dir, paths)
+    print("| backend (CPU) | clips/s | vs PyTorch | labels as PyTorch | max score difference |")
+    print("|---|---|---|---|---|")
+    for name, b in row["backends"].items():
+        print(f"| {BACKEND_NAMES[name]} | {b['clips_per_s']:.2f} | **{b['vs_torch']:.2f}x** | {b['labels_agree']:.0%} | "
+              f"{b['max_score_diff']:.1e} |")
+    return row
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ from ser_hf.evaluation.baseline import svm_on_folds
 from ser_hf.evaluation.crossval import collect_fold_results, ensemble_on_test, fold_dir, run_folds, summarize
 from ser_hf.reporting.command import command_line
 from ser_hf.reporting.crossval_report import markdown_table, write_crossval_report
+from ser_hf.reporting.pseudo_report import pseudo_crossval_markdown, pseudo_crossval_summary
 from ser_hf.reporting.results import write_predictions_csv
 from ser_hf.training.probe import head_model_args, prefill_probe_cache
 
 logger = logging.getLogger("ser_hf")
 
 
-def _pop_option(args, name):
+def pop_option(args, name):
     """Remove `--name value` / `--name=value` from args and return the value (None when absent)."""
     for i, arg in enumerate(args):
         if arg == f"--{name}" and i + 1 < len(args):
@@ -102,6 +103,10 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         report["ensemble"], rows = ensemble_on_test([fold_dir(root, k) for k in fold_results], data_args,
                                                     data_args.test_fold, root)
         write_predictions_csv(rows, root / "ensemble_predictions_test.csv", data_args.data_dir)
+    pseudo = pseudo_crossval_summary({k: fold_dir(root, k) for k in fold_results})
+    if pseudo is not None:  # --unlabeled_dir / --pseudo_pool_fold: each fold's round 0 beside its final round
+        report["pseudo_labels"] = pseudo
+        (root / "pseudo_crossval.md").write_text(pseudo_crossval_markdown(pseudo) + "\n")
     write_crossval_report(root, report)
     return report, status
 
@@ -123,9 +128,9 @@ def main(argv=None, prog=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     for name in ("fold", "train_manifest"):
-        if _pop_option(list(passthrough), name) is not None:
+        if pop_option(list(passthrough), name) is not None:
             parser.error(f"--{name} does not apply to cross-validation: every fold is held out in turn (use --folds)")
-    root = _pop_option(passthrough, "output_dir")
+    root = pop_option(passthrough, "output_dir")
     # Every field is checked before hours of work; the config's own fold plays no part here.
     model_args, data_args, training_args = parse_config(args.config, passthrough, single_fold=False)
     data_args = resolve_data_args(data_args)
@@ -133,11 +138,13 @@ def main(argv=None, prog=None):
         parser.error("the config sets train_manifest; cross-validation holds out each speaker fold in turn")
     root = Path(root or f"{training_args.output_dir.rstrip('/')}_cv")
     test = data_args.test_fold  # held out from every run; the fold models' ensemble is scored on it
+    pool = data_args.pseudo_pool_fold  # every run's unlabeled pool (--pseudo_pool_fold): never a validation fold
     folds = [int(k) for k in args.folds.split(",")] if args.folds else \
-        [k for k in range(data_args.n_folds) if k != test]
-    if not all(0 <= k < data_args.n_folds and k != test for k in folds):
+        [k for k in range(data_args.n_folds) if k not in (test, pool)]
+    if not all(0 <= k < data_args.n_folds and k not in (test, pool) for k in folds):
         parser.error(f"--folds {args.folds}: folds are 0..{data_args.n_folds - 1} (n_folds {data_args.n_folds}), "
-                     f"without the test fold {test}")
+                     f"without the test fold {test}" + (f" and the pseudo-label pool fold {pool}" if pool is not None
+                                                        else ""))
     data_args = dataclasses.replace(data_args, fold=folds[0])  # the config's own fold plays no part here
     for k in folds:  # --probe / --init_head_from checked now, for every fold (a fold starts from its own probe)
         head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)

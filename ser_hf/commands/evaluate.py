@@ -8,8 +8,9 @@ The data (corpus, data_dir, folds, ...) is the run's own, from MODEL/data_args.j
 --config and any DataArguments field on the command line change it; speakers the model was trained on are refused
 unless --allow_seen_speakers (then every output says so). Writes to OUTPUT_DIR (default
 MODEL/evaluation): ser_results.json, predictions_<split>.csv (path, speaker, true, predicted, confidence),
-error_analysis_<split>.json (most confused pairs, UA per speaker, the most confidently wrong files) and the
-confusion matrices; prints the scores and the most confused pairs.
+error_analysis_<split>.json (most confused pairs, UA per speaker, the most confidently wrong files), the
+confusion matrices and reliability_diagram_<split>.png (its ECE is in ser_results.json); prints the scores and the
+most confused pairs.
 """
 
 import argparse
@@ -24,7 +25,7 @@ from ser_hf.config import UsageError, parse_data_config
 from ser_hf.corpora import get_corpus
 from ser_hf.data.prepare import DATA_ARGS_FILE, audio_loader, build_datasets, exclude_bad_audio, prepare_splits, resolve_data_args
 from ser_hf.evaluation.prediction import RESULTS_FILE, evaluate_split, load_trained
-from ser_hf.reporting.plots import plot_confusion_matrix
+from ser_hf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram
 from ser_hf.reporting.results import results_table, write_split_outputs
 
 logger = logging.getLogger("ser_hf")
@@ -129,6 +130,8 @@ def evaluate(argv=None, prog=None):
             for normalize, name in ((False, "confusion_matrix"), (True, "confusion_matrix_normalized")):
                 plot_confusion_matrix(results[split]["confusion_matrix"], label_names,
                                       output_dir / f"{name}_{split}.png", normalize=normalize)
+            plot_reliability_diagram(results[split]["calibration"]["bins"], output_dir / f"reliability_diagram_{split}.png",
+                                     ece=results[split]["ece"])
             print(analysis)
     if seen:
         for metrics in results.values():

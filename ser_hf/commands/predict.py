@@ -2,10 +2,14 @@
 
 Usage:
     python recipes/predict.py MODEL_DIR_OR_HUB_ID FILE_OR_FOLDER [...] [--top_k 3] [--output preds.csv|preds.json]
-        [--chunk_seconds 10 --chunk_overlap 5] [--batch_size 16]
+        [--chunk_seconds 10 --chunk_overlap 5] [--batch_size 16] [--backend torch|onnx [--int8]]
+        [--timeline DIR [--timeline_seconds 2 --timeline_overlap 1 --silence_dbfs -50]]
 
 Every file gets a row: a prediction, or an error saying why (unreadable, too short, NaN/Inf audio, ...).
 Files longer than --chunk_seconds are classified in overlapping windows and the probabilities averaged.
+A model trained with --task multitask (a local folder with intensity_head.safetensors) adds an intensity column.
+With --timeline DIR, each file also gets an emotion timeline (per-window predictions over time, the same window
+logic with shorter windows; quiet windows labelled "silence"): DIR/<stem>_timeline.csv, .json and .png.
 Exit status 0 when at least one file was classified, 1 when none was.
 """
 
@@ -18,6 +22,10 @@ from ser_hf.commands import one_line_errors
 from ser_hf.evaluation.inference import (
     check_chunking, classify_files, collect_audio_files, format_table, load_classifier, write_predictions,
 )
+from ser_hf.evaluation.intensity import add_intensity_to_rows
+from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
+from ser_hf.reporting.timeline_report import save_timeline, timeline_stem
+from ser_hf.training.multitask import has_intensity_head, load_intensity_head
 
 
 @one_line_errors
@@ -44,31 +52,74 @@ def main(argv=None, prog=None):
                         help="seconds shared by consecutive windows (must be below --chunk_seconds)")
     parser.add_argument("--batch_size", type=int, default=16,
                         help="clips per forward pass (1: the plain pipeline, file by file); the labels are the same")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="onnx: run `ser-hf export`'s model.onnx with onnxruntime; MODEL is then the export "
+                             "folder, or the training output dir holding it in onnx/")
+    parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model.int8.onnx")
+    _add_timeline_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     if args.top_k < 1 or args.batch_size < 1:
         parser.error("--top_k and --batch_size must be at least 1")
+    if args.int8 and args.backend != "onnx":
+        parser.error("--int8 is an ONNX model: add --backend onnx (export it with `ser-hf export MODEL --int8`)")
     try:
         check_chunking(args.chunk_seconds, args.chunk_overlap)
     except ValueError as err:
         parser.error(f"--chunk_seconds/--chunk_overlap: {err}")
+    try:
+        check_chunking(args.timeline_seconds, args.timeline_overlap)
+    except ValueError as err:
+        parser.error(f"--timeline_seconds/--timeline_overlap: {err}")
 
     files = collect_audio_files(args.inputs)
     if not files:
         parser.error(f"no audio files found in {args.inputs}")
-    classifier = load_classifier(args.model, args.device)
+    classifier = load_classifier(args.model, args.device, backend=args.backend, int8=args.int8)
     start = time.perf_counter()
     rows = classify_files(classifier, files, top_k=args.top_k, chunk_seconds=args.chunk_seconds,
                           chunk_overlap=args.chunk_overlap, batch_size=args.batch_size)
+    # A --task multitask model: a second forward per file gives its intensity (the ONNX export has no intensity head).
+    if args.backend == "torch" and has_intensity_head(args.model):
+        add_intensity_to_rows(classifier, load_intensity_head(args.model), rows, args.chunk_seconds, args.chunk_overlap)
     seconds = time.perf_counter() - start
     print(format_table(rows))
     print(f"{len(rows)} files in {seconds:.1f} s ({len(rows) / max(seconds, 1e-9):.1f} clips/s)", file=sys.stderr)
     if args.output:
         print(f"wrote {write_predictions(rows, args.output)}")
+    if args.timeline:
+        _write_timelines(classifier, rows, args)
     failed = sum(bool(r["error"]) for r in rows)
     if failed:
         print(f"{failed} of {len(rows)} files could not be classified (see ERROR rows)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _add_timeline_arguments(parser):
+    parser.add_argument("--timeline", metavar="DIR",
+                        help="also write an emotion timeline per file: DIR/<stem>_timeline.csv, .json and .png")
+    parser.add_argument("--timeline_seconds", type=float, default=WINDOW_SECONDS,
+                        help="timeline window length in seconds")
+    parser.add_argument("--timeline_overlap", type=float, default=OVERLAP_SECONDS,
+                        help="seconds shared by consecutive timeline windows (below --timeline_seconds)")
+    parser.add_argument("--silence_dbfs", type=float, default=SILENCE_DBFS,
+                        help="timeline windows quieter than this RMS level (dBFS) are labelled silence, not "
+                             "classified; -inf classifies every window")
+
+
+def _write_timelines(classifier, rows, args):
+    """A timeline per classified file (a file with an error row already says why it has none)."""
+    taken = set()
+    for row in rows:
+        if row["error"]:
+            continue
+        timeline = emotion_timeline(classifier, row["path"], args.timeline_seconds, args.timeline_overlap,
+                                    args.silence_dbfs)
+        if timeline["error"]:
+            print(f"{row['path']}: no timeline: {timeline['error']}", file=sys.stderr)
+            continue
+        written = save_timeline(timeline, args.timeline, timeline_stem(row["path"], taken))
+        print(f"wrote {written['csv']} ({len(timeline['windows'])} windows), .json, .png")
 
 
 if __name__ == "__main__":

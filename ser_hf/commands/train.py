@@ -21,19 +21,24 @@ import transformers
 from transformers import EarlyStoppingCallback, set_seed
 
 from ser_hf.commands import one_line_errors
+from ser_hf.commands.pseudo_rounds import run_pseudo_rounds
 from ser_hf.config import full_help, parse_config, short_help
 from ser_hf.data.audio import AudioCollator
 from ser_hf.data.prepare import (
     DATA_ARGS_FILE, audio_loader, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits,
     resolve_data_args,
 )
+from ser_hf.data.pseudo_pool import pseudo_labelling
 from ser_hf.data.scan import report_markdown
 from ser_hf.evaluation.metrics import make_compute_metrics
+from ser_hf.evaluation.intensity import evaluate_intensity
 from ser_hf.evaluation.prediction import evaluate_split
+from ser_hf.evaluation.temperature_scaling import evaluate_with_temperature
 from ser_hf.evaluation.probe_analysis import agreement_with_cache, per_layer_scores
 from ser_hf.labels import label_maps
 from ser_hf.reporting.command import command_line
 from ser_hf.reporting.hub import push_output_dir
+from ser_hf.reporting.intensity_report import intensity_card_section, intensity_summary_lines
 from ser_hf.reporting.probe_report import probe_card, write_probe_reports
 from ser_hf.reporting.results import card_info, headline_split, results_table, write_reports, write_split_outputs
 from ser_hf.training.callbacks import PreemptionCallback
@@ -42,6 +47,9 @@ from ser_hf.training.diagnostics import TrainingDiagnostics, find_diagnostics
 from ser_hf.training.final_save import save_final_model_atomically
 from ser_hf.training.imbalance import class_weights
 from ser_hf.training.modeling import build_model, check_model_available, check_padding_mode, uses_attention_mask
+from ser_hf.training.multitask import (
+    MultitaskTrainer, attach_intensity_head, check_multitask_data, load_intensity_head, mark_intensity,
+)
 from ser_hf.training.output_dir import OutputDirLock, check_output_dir
 from ser_hf.training.precision import keep_trained_convolutions_fp32
 from ser_hf.training.probe import fit_probe, head_model_args, load_head, probe_settings
@@ -75,6 +83,8 @@ def train(argv=None, prog="recipes/finetune.py"):
     config_path = argv.pop(0) if argv and not argv[0].startswith("-") else None
     model_args, data_args, training_args = parse_config(config_path, argv)
     data_args = resolve_data_args(data_args)
+    if training_args.task == "multitask":
+        check_multitask_data(data_args)
     check_model_available(model_args)
     model_args = head_model_args(model_args, data_args, training_args)  # --probe / --init_head_from, checked now
 
@@ -107,6 +117,8 @@ def _locked_run(model_args, data_args, training_args, command):
         with OutputDirLock(output_dir, enabled=is_main):
             if is_main:
                 check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
+            if pseudo_labelling(data_args):  # round 0, then rounds with the pool's confident pseudo-labels
+                return run_pseudo_rounds(_run, model_args, data_args, training_args, resume, command)
             return _run(model_args, data_args, training_args, resume, command)
     except BaseException:
         # A run that failed before writing anything leaves no empty output dir behind to puzzle over.
@@ -115,8 +127,10 @@ def _locked_run(model_args, data_args, training_args, command):
         raise
 
 
-def _run(model_args, data_args, training_args, resume, command):
+def _run(model_args, data_args, training_args, resume, command, pseudo=None):
     prepared, splits, data_markdown = _prepare_data(data_args, training_args)
+    if pseudo is not None:  # a pseudo-labelling round (commands/pseudo_rounds.py): confident pool clips join training
+        splits = {**splits, "train": splits["train"] + pseudo.rows}
     id2label, label2id = label_maps(prepared.label_names)
     model, feature_extractor = build_model(model_args, id2label, label2id)
     if model_args.init_head_from:  # LP-FT: fine-tuning starts from a linear probe's head
@@ -125,6 +139,10 @@ def _run(model_args, data_args, training_args, resume, command):
         keep_trained_convolutions_fp32(model)
     with training_args.main_process_first(desc="decoding audio once"):
         load_audio = audio_loader(splits, data_args, training_args.output_dir)
+    intensity_names = None
+    if training_args.task == "multitask":  # an intensity head beside the emotion head (ser_hf/training/multitask.py)
+        splits, intensity_names = mark_intensity(splits, data_args.corpus)
+        attach_intensity_head(model, intensity_names)
     data = build_datasets(splits, label2id, feature_extractor, data_args, load_audio)
 
     # We push the output dir ourselves at the end: the Trainer's own push uploads training_args.bin.
@@ -141,11 +159,18 @@ def _run(model_args, data_args, training_args, resume, command):
 
     # ---- Evaluate every held-out split as the pipeline would, then report (main process) ----
     results, predictions = {}, {}
-    for split in (name for name in data if name != "train"):
+    if training_args.temperature_scaling:  # fitted on validation, folded into the saved model, evaluated again
+        results, predictions, _ = evaluate_with_temperature(trainer, data, prepared.label_names,
+                                                            training_args.output_dir)
+    for split in (name for name in data if name != "train" and name not in results):
         results[split], predictions[split] = evaluate_split(trainer, data[split], prepared.label_names, split)
+    if intensity_names is not None:  # the saved head, on the same inputs as the emotion scores
+        for split, metrics in evaluate_intensity(trainer, load_intensity_head(training_args.output_dir), data).items():
+            results[split]["intensity"] = metrics
     if trainer.is_world_process_zero():
         _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
-                data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe)
+                data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe,
+                pseudo=pseudo)
         if push_to_hub:
             url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
                                   private=bool(training_args.hub_private_repo), token=training_args.push_token)
@@ -216,7 +241,10 @@ def _build_trainer(model, feature_extractor, data, splits, label_names, data_arg
                                                training_args.early_stopping_threshold))
     label2id = {name: i for i, name in enumerate(label_names)}
     pad_to = data_args.max_duration_seconds if data_args.padding == "max_length" else None
-    trainer = SERTrainer(
+    multitask = training_args.task == "multitask"
+    trainer_class = MultitaskTrainer if multitask else SERTrainer
+    extra = {"intensity_loss_weight": training_args.intensity_loss_weight} if multitask else {}
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=data["train"],
@@ -230,6 +258,7 @@ def _build_trainer(model, feature_extractor, data, splits, label_names, data_arg
         class_weights=class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
                                     training_args.class_weighting),
         crop_training_batches=data_args.padding == "crop",
+        **extra,
     )
     return trainer, preemption
 
@@ -246,7 +275,7 @@ def _log_early_stop(trainer):
 
 
 def _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command, data_markdown,
-            num_train, num_eval, probe=None):
+            num_train, num_eval, probe=None, pseudo=None):
     """Predictions CSVs, error analyses, results, plots and the model card in the output dir (and a probe's files)."""
     for split, rows in predictions.items():
         logger.info("%s", write_split_outputs(rows, prepared.label_names, split, training_args.output_dir,
@@ -261,9 +290,13 @@ def _report(trainer, results, predictions, prepared, model_args, data_args, trai
             for split, rows in predictions.items()}}
         write_probe_reports(training_args.output_dir, summary, prepared.label_names)
         card, diagnostics = probe_card(card, summary, prepared.split_names, headline), None
+    if section := intensity_card_section(results, headline):  # --task multitask
+        card.sections.append(section)
+    if pseudo is not None and pseudo.card_section is not None:  # --unlabeled_dir / --pseudo_pool_fold
+        card.sections.append(pseudo.card_section(results))
     write_reports(training_args.output_dir, results, prepared.label_names, trainer.state.log_history, card,
                   diagnostics)
-    print(results_table(results, training_args.output_dir))
+    print("\n".join([results_table(results, training_args.output_dir), *intensity_summary_lines(results)]))
 
 
 if __name__ == "__main__":

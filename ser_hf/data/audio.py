@@ -111,6 +111,8 @@ class AudioTransform:
         output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
         if "length" in batch:
             output["length"] = batch["length"]
+        if "intensity_label" in batch:  # --task multitask; -100 where a clip has no intensity
+            output["intensity_labels"] = batch["intensity_label"]
         output["path"] = batch["path"]  # lets the trainer name the file behind a non-finite batch
         return output
 
@@ -145,6 +147,8 @@ class AudioCollator:
             batch = self._pad(features)
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
+        if "intensity_labels" in features[0]:
+            batch["intensity_labels"] = torch.tensor([int(f["intensity_labels"]) for f in features], dtype=torch.long)
         if "path" in features[0]:
             batch["paths"] = [f["path"] for f in features]
         return batch

@@ -180,6 +180,9 @@ def _fold_split(rows, data_args):
         scheme = f"{data_args.n_folds} folds of speakers"
     # split_by_fold refuses any speaker in two splits, and any speaker in no fold.
     splits = split_by_fold(rows, folds, eval_fold=data_args.fold, test_fold=data_args.test_fold)
+    pool = data_args.pseudo_pool_fold
+    if pool is not None:  # its speakers' audio is the pseudo-label pool (ser_hf/data/pseudo_pool.py), never labeled
+        splits["train"] = [row for row in splits["train"] if row["speaker"] not in set(folds[pool])]
 
     def fold_name(k):  # EmoBox numbers its fold folders from 1
         return f"fold {k} = EmoBox {emobox_fold_name(k)}" if emobox else f"fold {k}"
@@ -189,6 +192,8 @@ def _fold_split(rows, data_args):
              for split, k in held_out.items() if k is not None}
     protocol = (f"Speaker-independent: {scheme}, {fold_name(data_args.fold)} held out for validation"
                 + (f", {fold_name(data_args.test_fold)} for test" if data_args.test_fold is not None else "")
+                + (f", {fold_name(pool)} left out of labeled training (its audio, without labels, is the "
+                   "pseudo-label pool)" if pool is not None else "")
                 + "; no speaker appears in two splits.")
     return splits, names, protocol
 
@@ -283,6 +288,7 @@ def to_dataset(rows, label2id, limit=None):
 
     Returns:
         A Dataset with columns path, speaker, label (id) and length (samples).
+        Rows marked with an "intensity_label" id (`--task multitask`) add that column (-100: none).
 
     Raises:
         ValueError: a row's label is not in `label2id`.
@@ -298,6 +304,8 @@ def to_dataset(rows, label2id, limit=None):
         # The audio scan measured each kept clip; unscanned rows fall back to the file header.
         "length": [int((row.get("duration") or audio_duration_seconds(row["path"])) * SAMPLE_RATE) for row in rows],
     }
+    if any("intensity_label" in row for row in rows):  # --task multitask (ser_hf.training.multitask.mark_intensity)
+        table["intensity_label"] = [int(row.get("intensity_label", -100)) for row in rows]
     return Dataset.from_dict(table)
 
 

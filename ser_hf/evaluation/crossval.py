@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_hf.data.prepare import audio_loader, build_datasets, exclude_bad_audio, prepare_splits
+from ser_hf.evaluation.calibration import calibration_from_rows, ece_from_bins, pool_bins
 from ser_hf.evaluation.metrics import compute_ser_metrics, compute_ser_metrics_from_confusion
 from ser_hf.evaluation.prediction import RESULTS_FILE, load_trained, predict_probabilities, score_probabilities
 from ser_hf.training.checkpoints import latest_intact_checkpoint
@@ -136,7 +137,7 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None
 
 
 def collect_fold_results(root, folds, split="validation"):
-    """Each finished fold's metrics on `split` (from its ser_results.json), with the speakers it held out."""
+    """Each finished fold's metrics on `split` (from its ser_results.json), with the speakers it held out and its ECE."""
     results = {}
     for k in folds:
         path = fold_dir(root, k)
@@ -144,8 +145,11 @@ def collect_fold_results(root, folds, split="validation"):
             continue
         metrics = json.loads((path / RESULTS_FILE).read_text())[split]
         with open(path / f"predictions_{split}.csv") as handle:
-            speakers = sorted({row["speaker"] for row in csv.DictReader(handle)})
-        results[k] = {**metrics, "speakers": speakers}
+            rows = list(csv.DictReader(handle))
+        speakers = sorted({row["speaker"] for row in rows})
+        # From the per-clip scores (the pipeline's), so folds written before ECE was recorded get it too.
+        calibration = calibration_from_rows(rows)
+        results[k] = {**metrics, "speakers": speakers, "ece": calibration.pop("ece"), "calibration": calibration}
     return results
 
 
@@ -153,14 +157,16 @@ def summarize(fold_results, label_names, baseline=None):
     """Per-fold rows, mean +- std, and the pooled confusion matrix of all held-out clips.
 
     Args:
-        fold_results: {fold: SER metrics (ua, wa, macro_f1, confusion_matrix, num_examples) + speakers}.
+        fold_results: {fold: SER metrics (ua, wa, macro_f1, confusion_matrix, num_examples) + speakers, and
+            optionally `ece` and `calibration` (reliability bins) from `collect_fold_results`}.
         label_names: label names in id order.
         baseline: optional {fold: SVM metrics on the same fold} to report beside each fold.
 
     Returns:
         dict with `folds` (one row per fold), `summary` (mean/std per metric), `pooled` (metrics of the summed
-        confusion matrix: every clip scored once by the model that never saw its speaker), and the same for
-        `baseline` when given.
+        confusion matrix: every clip scored once by the model that never saw its speaker), the same for
+        `baseline` when given, and `calibration` (ECE mean/std over folds, pooled ECE and bins) when every fold
+        has it.
     """
     folds = sorted(fold_results)
     rows = [{"fold": k, "speakers": fold_results[k].get("speakers", []),
@@ -169,6 +175,11 @@ def summarize(fold_results, label_names, baseline=None):
     pooled_cm = np.sum([fold_results[k]["confusion_matrix"] for k in folds], axis=0).astype(int).tolist()
     report = {"labels": list(label_names), "folds": rows, "summary": mean_std(rows),
               "pooled": compute_ser_metrics_from_confusion(pooled_cm, label_names)}
+    if all("calibration" in fold_results[k] for k in folds):  # ECE per fold, mean +- std, and pooled bins
+        for row in rows:
+            row["ece"] = float(fold_results[row["fold"]]["ece"])
+        bins = pool_bins([fold_results[k]["calibration"]["bins"] for k in folds])
+        report["calibration"] = {**mean_std(rows, ("ece",))["ece"], "pooled_ece": ece_from_bins(bins), "bins": bins}
     if baseline:
         shared = [k for k in folds if k in baseline]
         base_rows = [{"fold": k, **{m: float(baseline[k][m]) for m in METRICS}} for k in shared]

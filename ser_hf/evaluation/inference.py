@@ -73,16 +73,25 @@ def collect_audio_files(inputs):
     return files
 
 
-def load_classifier(model_dir, device=None):
+def load_classifier(model_dir, device=None, backend="torch", int8=False):
     """`pipeline("audio-classification")` on a local output dir or a Hub id.
 
     Args:
-        model_dir: a training run's output dir, or a Hub model id.
+        model_dir: a training run's output dir, or a Hub model id; with backend "onnx" an export folder, a run's
+            output dir holding onnx/ or an .onnx file (`ser_hf.evaluation.onnx_backend.resolve_onnx_model`).
         device: e.g. "cpu", "cuda:0"; None lets the pipeline choose.
+        backend: "torch" (the PyTorch model) or "onnx" (onnxruntime; the same pipeline around the ONNX model).
+        int8: with backend "onnx", the dynamically quantized model.int8.onnx.
 
     Returns:
         The pipeline.
     """
+    if backend == "onnx":
+        from ser_hf.evaluation.onnx_backend import load_onnx_classifier
+
+        return load_onnx_classifier(model_dir, device=device, int8=int8)
+    if backend != "torch" or int8:
+        raise ValueError(f"backend {backend!r}{' with int8' if int8 else ''}: choose torch, or onnx (int8 or not)")
     from transformers import pipeline
 
     return pipeline("audio-classification", model=str(model_dir), device=device)
@@ -208,7 +217,7 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
     if not Path(path).exists():
         return _error_row(path, "no such file or folder")
     min_samples = min_samples or min_input_samples(classifier.model.config)
-    kind, found = _triage(path, chunk_seconds, min_samples)
+    kind, found = triage(path, chunk_seconds, min_samples)
     if kind == "error":
         return found
     if kind == "short":
@@ -216,7 +225,7 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
     return _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, found)
 
 
-def _triage(path, chunk_seconds, min_samples):
+def triage(path, chunk_seconds, min_samples):
     """("error", error row) | ("short", seconds: one pipeline pass) | ("long", seconds: windows) for an existing file.
 
     A file whose header says it is long is never decoded whole here, so memory stays bounded by one window.
@@ -276,7 +285,7 @@ def _decode_for_batch(classifier, path, chunk_seconds, min_samples):
     path = str(path)
     if not Path(path).exists():
         return _error_row(path, "no such file or folder")
-    kind, found = _triage(path, chunk_seconds, min_samples or min_input_samples(classifier.model.config))
+    kind, found = triage(path, chunk_seconds, min_samples or min_input_samples(classifier.model.config))
     if kind != "short":
         return found if kind == "error" else _LONG
     from torchcodec.decoders import AudioDecoder
@@ -347,7 +356,10 @@ def format_table(rows):
             continue
         others = ", ".join(f"{label} {score:.2f}" for label, score in r["top_k"][1:])
         chunks = f"  [{r['chunks']} windows over {r['seconds']:.0f} s]" if r["chunks"] > 1 else ""
-        lines.append(f"{Path(r['path']).name:<{width}}  {r['label']:<12}{r['score']:>7.3f}  {others}{chunks}")
+        # A --task multitask model's intensity (ser_hf.evaluation.intensity.add_intensity_to_rows).
+        intensity = f"  intensity: {r['intensity']} {r['intensity_score']:.2f}" if r.get("intensity") else ""
+        lines.append(f"{Path(r['path']).name:<{width}}  {r['label']:<12}{r['score']:>7.3f}  {others}{chunks}"
+                     + intensity)
     return "\n".join(lines)
 
 
@@ -367,9 +379,13 @@ def write_predictions(rows, path):
         return path
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "label", "score", "top_k", "seconds", "chunks", "error"])
+        intensity = any("intensity" in r for r in rows)  # a --task multitask model's extra columns
+        writer.writerow(["path", "label", "score", "top_k", "seconds", "chunks", "error"]
+                        + (["intensity", "intensity_score"] if intensity else []))
         for r in rows:
             top = ";".join(f"{label}:{score:.4f}" for label, score in r["top_k"])
+            score = r.get("intensity_score")
+            extra = [r.get("intensity") or "", "" if score is None else f"{score:.4f}"] if intensity else []
             writer.writerow([r["path"], r["label"] or "", "" if r["score"] is None else f"{r['score']:.4f}", top,
-                             "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""])
+                             "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""] + extra)
     return path

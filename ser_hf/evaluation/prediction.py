@@ -12,6 +12,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
 from ser_hf.data.audio import AudioCollator
 from ser_hf.config import SERTrainingArguments
+from ser_hf.evaluation.calibration import calibration_summary
 from ser_hf.evaluation.metrics import compute_ser_metrics
 from ser_hf.training.modeling import uses_attention_mask
 from ser_hf.training.trainer import SERTrainer
@@ -59,12 +60,17 @@ def score_probabilities(probs, label_ids, dataset, label_names):
     """SER metrics and one row per clip from class probabilities (one model's, or an ensemble's average).
 
     Returns:
-        (metrics: UA, WA, macro-F1, per-class recall, confusion matrix, baselines, num_examples;
+        (metrics: UA, WA, macro-F1, per-class recall, confusion matrix, baselines, num_examples, `ece` and
+         `calibration` (reliability bins, see `ser_hf.evaluation.calibration.calibration_summary`);
          rows: path, speaker, true, predicted, confidence per clip, in dataset order)
     """
     predicted = probs.argmax(axis=-1)
     metrics = compute_ser_metrics(predicted, label_ids, label_names)
     metrics["num_examples"] = int(len(predicted))
+    # From the same probabilities as the labels: the top score is what a pipeline user reads as "how sure".
+    calibration = calibration_summary(probs.max(axis=-1), predicted == np.asarray(label_ids))
+    metrics["ece"] = calibration.pop("ece")
+    metrics["calibration"] = calibration
     # Plain columns only: the transform would decode the audio again.
     meta = dataset.with_format(None).select_columns(["path", "speaker"]).to_list()
     rows = [

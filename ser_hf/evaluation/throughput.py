@@ -11,6 +11,7 @@ survive a noisy shared machine. Training throughput counts only real audio: the 
 
 import dataclasses
 import logging
+import math
 import os
 import tempfile
 import time
@@ -25,9 +26,12 @@ from ser_hf.data.audio import AudioCollator, decode_16k_mono
 from ser_hf.data.audio_cache import DecodedAudioCache
 from ser_hf.data.prepare import audio_loader, build_datasets
 from ser_hf.data.scan import scan_files
+from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.labels import label_maps
 from ser_hf.training.modeling import build_model, uses_attention_mask
 from ser_hf.training.precision import keep_trained_convolutions_fp32
+from ser_hf.training.probe import ProbeHead, ProbeSettings, probe_model_args, train_probe_head
+from ser_hf.training.probe_features import LayerMeansCache, encoder_identity
 from ser_hf.training.trainer import SERTrainer
 
 logger = logging.getLogger(__name__)
@@ -229,6 +233,45 @@ def _settings(model_args, data_args, args):
             f"{precision}, {'audio cache' if data_args.audio_cache else 'decoded every epoch'}")
 
 
+def measure_probe(model_args, data_args, training_args, splits, label_names, clips=32, epochs=5, steps=3):
+    """An epoch of probe mode (a head on cached means) against a Trainer epoch of the same head, encoder frozen.
+
+    Both train on the training split's clip count. The Trainer row is `measure_training` with the probe's model
+    (`probe_model_args`: encoder frozen, weighted layer sum) and the recipe's data path; its epoch is its step time
+    times the steps an epoch takes. The probe runs `clips` clips through the encoder once (the cache's one-time
+    cost, per clip) and trains its head on as many rows as the split has: those clips' means tiled, since a head
+    epoch costs the same whichever clips its rows come from (labels are arbitrary for the same reason).
+
+    Returns:
+        {"train_clips", "trainer_epoch_s", "probe_epoch_s", "speedup", "cache_s_per_clip", "trainer": the row}
+    """
+    model_args = probe_model_args(model_args)
+    train = splits["train"]
+    trainer = measure_training("encoder frozen, weighted layer sum, through the Trainer", model_args, data_args,
+                               training_args, splits, label_names, steps=steps)
+    trainer_epoch_s = trainer["step_s"] * math.ceil(len(train) / training_args.per_device_train_batch_size)
+
+    id2label, label2id = label_maps(label_names)
+    torch.manual_seed(0)
+    model, extractor = build_model(model_args, id2label, label2id)
+    paths = [row["path"] for row in train[:clips]]
+    load = audio_loader({"train": train}, data_args, Path(tempfile.gettempdir()) / "ser_hf_bench")
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = LayerMeansCache(scratch, encoder_identity(model_args, model, extractor))
+        computed, fill_s = cache.fill(paths, model, extractor, load, progress=False)
+        means = cache.stack(paths)
+    labels = np.arange(len(paths)) % len(label_names)
+    rows = np.resize(np.arange(len(paths)), len(train))  # the cached clips, repeated up to the split's size
+    settings = ProbeSettings(epochs=epochs, patience=None, batch_size=training_args.probe_batch_size,
+                             learning_rate=training_args.probe_learning_rate)
+    result = train_probe_head(ProbeHead.from_model(model), (means[rows], labels[rows]), (means, labels), settings,
+                              make_compute_metrics(label_names))
+    return {"train_clips": len(train), "trainer_epoch_s": round(trainer_epoch_s, 1),
+            "probe_epoch_s": round(result.seconds_per_epoch, 4),
+            "speedup": round(trainer_epoch_s / result.seconds_per_epoch), "cache_s_per_clip": round(fill_s / computed, 3),
+            "trainer": trainer}
+
+
 def measure_inference(model_dir, paths, batch_size=16):
     """Clips per second of the plain pipeline, file by file, and of `classify_files` in batches; label agreement.
 
@@ -249,6 +292,49 @@ def measure_inference(model_dir, paths, batch_size=16):
             "labels_agree": [r["label"] for r in rows] == top, "max_score_diff": float(max(diffs))}
 
 
+
+
+def measure_backends(model_dir, onnx_dir, paths, batch_size=16, repeats=2):
+    """Clips per second of predict.py's path with PyTorch fp32, ONNX fp32 and ONNX int8 (onnxruntime, CPU).
+
+    The three run the same files through `classify_files` in turn, `repeats` times, and each keeps its fastest
+    pass: on a shared machine the slowest passes measure the neighbours. PyTorch runs on the CPU too, so the
+    ratios compare runtimes, not devices. Scores are compared with PyTorch's for every class of every clip.
+
+    Args:
+        model_dir: the PyTorch model (a saved output dir).
+        onnx_dir: its `ser-hf export` folder (model.onnx; model.int8.onnx when it was exported with int8).
+        paths: audio files.
+        batch_size: as predict.py's --batch_size.
+        repeats: timed passes per backend, after one untimed warm-up pass on two files.
+
+    Returns:
+        {"clips", "batch_size", "backends": {name: {"clips_per_s", "vs_torch", "labels_agree" (share of clips
+         with PyTorch's label), "max_score_diff"}}} for name in torch, onnx and int8 (when exported).
+    """
+    from ser_hf.evaluation.inference import classify_files, load_classifier
+    from ser_hf.evaluation.onnx_backend import INT8_FILE
+
+    classifiers = {"torch": load_classifier(model_dir, device="cpu"), "onnx": load_classifier(onnx_dir, backend="onnx")}
+    if (Path(onnx_dir) / INT8_FILE).is_file():
+        classifiers["int8"] = load_classifier(onnx_dir, backend="onnx", int8=True)
+    labels = len(classifiers["torch"].model.config.id2label)
+    best, rows = {}, {}
+    for name, classifier in classifiers.items():
+        classify_files(classifier, paths[:2], batch_size=batch_size)  # warm-up: thread pools, allocations
+    for _ in range(repeats):
+        for name, classifier in classifiers.items():
+            seconds, rows[name] = _timed(classify_files, classifier, paths, top_k=labels, batch_size=batch_size)
+            best[name] = min(seconds, best.get(name, math.inf))
+    reference = [dict(r["top_k"]) for r in rows["torch"]]
+    backends = {}
+    for name in classifiers:
+        scores = [dict(r["top_k"]) for r in rows[name]]
+        backends[name] = {
+            "clips_per_s": round(len(paths) / best[name], 2), "vs_torch": round(best["torch"] / best[name], 2),
+            "labels_agree": float(np.mean([a["label"] == b["label"] for a, b in zip(rows[name], rows["torch"])])),
+            "max_score_diff": float(max(abs(s[k] - r[k]) for s, r in zip(scores, reference) for k in r))}
+    return {"clips": len(paths), "batch_size": batch_size, "backends": backends}
 def machine():
     """What the figures were measured on."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

@@ -1,10 +1,11 @@
-"""The cross-validation report: per-fold table with the SVM beside each fold, mean +- std, pooled confusion matrices."""
+"""The cross-validation report: per-fold table with the SVM beside each fold, mean +- std, pooled confusion matrices
+and reliability diagram."""
 
 import json
 from pathlib import Path
 
 from ser_hf.evaluation.crossval import CV_RESULTS_FILE, CV_TABLE_FILE, METRICS
-from ser_hf.reporting.plots import plot_confusion_matrix
+from ser_hf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram
 
 
 def _pct(value):
@@ -36,6 +37,10 @@ def markdown_table(report):
                      f"alone UA {mean(e['single_models'], 'ua')} %; the {e['models']} models' averaged probabilities "
                      f"UA {_pct(e['ensemble']['ua'])} %, WA {_pct(e['ensemble']['wa'])} %, "
                      f"macro-F1 {_pct(e['ensemble']['macro_f1'])} %.")
+    if "calibration" in report:
+        cal = report["calibration"]
+        lines.append(f"\nCalibration of the pipeline's top score: ECE {_pct(cal['mean'])} +- {_pct(cal['std'])} % over "
+                     f"folds, {_pct(cal['pooled_ece'])} % pooled over all held-out clips (reliability_diagram.png).")
     pooled = report["pooled"]
     lines.append(f"\nPooled over all held-out clips: UA {_pct(pooled['ua'])} %, WA {_pct(pooled['wa'])} %, "
                  f"macro-F1 {_pct(pooled['macro_f1'])} % (chance UA {_pct(pooled['chance_ua'])} %, "
@@ -52,4 +57,7 @@ def write_crossval_report(root, report):
     for normalize, name in ((False, "confusion_matrix.png"), (True, "confusion_matrix_normalized.png")):
         plot_confusion_matrix(report["pooled"]["confusion_matrix"], report["labels"], root / name, normalize=normalize,
                               title=f"Pooled over {n} speaker folds" + (" (row-normalised)" if normalize else ""))
+    if "calibration" in report:
+        plot_reliability_diagram(report["calibration"]["bins"], root / "reliability_diagram.png",
+                                 ece=report["calibration"]["pooled_ece"], title=f"Pooled over {n} speaker folds")
     return root / CV_RESULTS_FILE

@@ -26,6 +26,8 @@ UPLOAD_EXCLUDE = (
     "trainer_state.json", "*/trainer_state.json",
     # Local corpus paths, for recipes/evaluate_model.py on this machine only.
     "data_args.json",
+    # Pseudo-labelling's earlier rounds (ser_hf/commands/pseudo_rounds.py): whole runs of their own, not this model.
+    "pseudo_round_*/",
     # Experiment-tracker logs.
     "runs/", "*/runs/", "wandb/", "*tfevents*",
     # Half-written or lock files from an interrupted or concurrent run.

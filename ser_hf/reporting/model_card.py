@@ -176,7 +176,9 @@ def _results(info):
         f"| macro-F1 | {_pct(m['macro_f1'])} |",
         f"| majority-class baseline (WA of always predicting the most frequent class) | "
         f"{_pct(m.get('majority_baseline_wa'))} |",
-        f"| chance level (UA of any constant or random predictor) | {_pct(m.get('chance_ua'))} |", "",
+        f"| chance level (UA of any constant or random predictor) | {_pct(m.get('chance_ua'))} |",
+        *([f"| ECE, expected calibration error of the top score (0 = calibrated; see Calibration) | {_pct(m['ece'])} |"]
+          if m.get("ece") is not None else []), "",
         *([info.selection, ""] if info.selection else []),
         "UA and macro-F1 average over the classes present in the evaluation split, as "
         "`sklearn.metrics.balanced_accuracy_score` does. UA is the headline number: unlike WA it does not "

@@ -238,3 +238,146 @@ def plot_layer_scores(rows, path, metric="ua", chance=None) -> Path:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_reliability_diagram(bins, path, ece=None, title=None) -> Path:
+    """Reliability diagram: accuracy against top-label confidence per bin, with the share of clips per bin below.
+
+    A calibrated model's bars sit on the diagonal; bars below it mean over-confidence (scores higher than the
+    accuracy they deliver), above it under-confidence.
+
+    Args:
+        bins: `ser_hf.evaluation.calibration.reliability_bins` (lower, upper, count, accuracy, confidence).
+        path: PNG file to write.
+        ece: the expected calibration error, shown in the title when given.
+        title: figure title; defaults to "Reliability diagram".
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(5.5, 6.5))
+    ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    lowers = np.array([b["lower"] for b in bins])
+    widths = np.array([b["upper"] - b["lower"] for b in bins])
+    filled = np.array([b["count"] > 0 for b in bins])
+    accuracy = np.array([b["accuracy"] if b["count"] else 0.0 for b in bins])
+    confidence = np.array([b["confidence"] if b["count"] else 0.0 for b in bins])
+    ax.bar(lowers[filled], accuracy[filled], width=widths[filled], align="edge", color="tab:blue",
+           edgecolor="black", linewidth=0.5, label="accuracy")
+    # The gap between each bin's mean confidence and its accuracy: the terms ECE averages.
+    ax.bar(lowers[filled], confidence[filled] - accuracy[filled], bottom=accuracy[filled], width=widths[filled],
+           align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    heading = title or "Reliability diagram"
+    ax.set_title(heading if ece is None else f"{heading} (ECE {100 * ece:.1f} %)")
+    counts = np.array([b["count"] for b in bins], dtype=float)
+    ax_count.bar(lowers, counts / max(counts.sum(), 1), width=widths, align="edge", color="gray", edgecolor="black",
+                 linewidth=0.5)
+    ax_count.set_xlabel("top-label confidence (score of the predicted class)")
+    ax_count.set_ylabel("share of clips")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+# Grey, outside tab10/tab20's colours, for windows the energy gate labelled silence.
+SILENCE_COLOR = "#c8c8c8"
+
+
+def _draw_waveform(ax, samples, sample_rate, buckets=2000):
+    """Min/max envelope per time bucket: the look of the waveform at screen resolution, not 10^6 line points."""
+    samples = np.asarray(samples, dtype=np.float32)
+    n = max(1, min(buckets, len(samples)))
+    edges = np.linspace(0, len(samples), n + 1).astype(int)
+    lows = np.array([samples[a:b].min() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    highs = np.array([samples[a:b].max() if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:])])
+    ax.fill_between(edges[:-1] / sample_rate, lows, highs, color="tab:gray", linewidth=0.5)
+    ax.set_xlim(0, len(samples) / sample_rate)
+    ax.set_ylabel("amplitude")
+
+
+def plot_waveform(samples, path, sample_rate=16_000, title=None) -> Path:
+    """The waveform of one clip against time.
+
+    Args:
+        samples: 1-D audio samples.
+        path: PNG file to write.
+        sample_rate: samples per second of `samples`.
+        title: figure title (default "Waveform").
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(9, 2.2))
+    ax = fig.subplots()
+    _draw_waveform(ax, samples, sample_rate)
+    ax.set_xlabel("time (s)")
+    ax.set_title(title or "Waveform")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _segments(windows):
+    """(left edge, width) per window: consecutive windows meet half-way between their centres, so overlapping
+    windows tile the time axis once, from the first window's start to the last one's end."""
+    centres = [(w["start"] + w["end"]) / 2 for w in windows]
+    cuts = [windows[0]["start"]] + [(a + b) / 2 for a, b in zip(centres[:-1], centres[1:])] + [windows[-1]["end"]]
+    return cuts[:-1], np.diff(cuts)
+
+
+def plot_emotion_timeline(windows, label_names, path, samples=None, sample_rate=16_000, title=None) -> Path:
+    """An emotion timeline: the top label of each window as a coloured band over the stacked class probabilities.
+
+    Args:
+        windows: `ser_hf.evaluation.timeline.emotion_timeline(...)["windows"]`: dicts with start, end, label and
+            scores ({label: probability}, or None for a window gated as silence, drawn grey).
+        label_names: class names in id order (colours and stacking order).
+        path: PNG file to write.
+        samples: the file's 16 kHz mono samples; when given, the waveform is drawn above on the same time axis.
+        sample_rate: samples per second of `samples`.
+        title: figure title (default "Emotion timeline").
+
+    Returns:
+        The path written.
+    """
+    rows = [("wave", 1.2)] if samples is not None else []
+    rows += [("band", 0.35), ("stack", 2.2)]
+    fig = Figure(figsize=(10, 1.0 + 1.2 * sum(h for _, h in rows)))
+    axes = dict(zip([r for r, _ in rows], fig.subplots(len(rows), 1, sharex=True,
+                                                       gridspec_kw={"height_ratios": [h for _, h in rows]})))
+    colors = dict(zip(label_names, matplotlib.colormaps["tab20" if len(label_names) > 10 else "tab10"](
+        np.arange(len(label_names)) % 20)))
+    colors["silence"] = SILENCE_COLOR
+    if samples is not None:
+        _draw_waveform(axes["wave"], samples, sample_rate)
+    if windows:
+        lefts, widths = _segments(windows)
+        axes["band"].bar(lefts, 1.0, width=widths, align="edge", color=[colors.get(w["label"], "black")
+                                                                          for w in windows], linewidth=0)
+        silent = np.array([w["scores"] is None for w in windows], dtype=float)
+        # Hatched as well as grey: tab10's grey (the 8th class, e.g. surprised) would otherwise look alike.
+        axes["band"].bar(lefts, silent, width=widths, align="edge", color=SILENCE_COLOR, hatch="//",
+                         edgecolor="white", linewidth=0)
+        bottom = np.zeros(len(windows))
+        for name in label_names:
+            shares = np.array([(w["scores"] or {}).get(name, 0.0) for w in windows])
+            axes["stack"].bar(lefts, shares, width=widths, bottom=bottom, align="edge", color=colors[name],
+                              label=name, linewidth=0)
+            bottom += shares
+        if silent.any():
+            axes["stack"].bar(lefts, silent, width=widths, align="edge", color=SILENCE_COLOR, label="silence",
+                              hatch="//", edgecolor="white", linewidth=0)
+        axes["stack"].set_xlim(windows[0]["start"], windows[-1]["end"])
+        handles, names = axes["stack"].get_legend_handles_labels()
+        axes["stack"].legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    axes["band"].set_yticks([])
+    axes["band"].set_ylabel("top", rotation=0, ha="right", va="center")
+    axes["stack"].set_ylim(0, 1)
+    axes["stack"].set_ylabel("probability")
+    axes["stack"].set_xlabel("time (s)")
+    fig.suptitle(title or "Emotion timeline")
+    fig.tight_layout()
+    return _save(fig, path)

@@ -8,9 +8,11 @@ from pathlib import Path
 from ser_hf.corpora import get_corpus
 from ser_hf.evaluation.error_analysis import format_error_analysis, write_error_analysis
 from ser_hf.evaluation.prediction import RESULTS_FILE
+from ser_hf.reporting.calibration_report import calibration_section
 from ser_hf.reporting.model_card import ModelCardInfo, write_model_card
 from ser_hf.reporting.plots import (
-    plot_confusion_matrix, plot_per_class_recall, plot_prediction_histogram, plot_training_curves,
+    plot_confusion_matrix, plot_per_class_recall, plot_prediction_histogram, plot_reliability_diagram,
+    plot_training_curves,
 )
 
 
@@ -68,6 +70,10 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
         ),
         plot_per_class_recall(dict(zip(label_names, headline["per_class_recall"])), output_dir / "per_class_recall.png"),
     ]
+    if "calibration" in headline:  # pipeline scores against the accuracy they deliver
+        plots.append(plot_reliability_diagram(headline["calibration"]["bins"], output_dir / "reliability_diagram.png",
+                                              ece=headline["ece"]))
+        card_info.sections.append(calibration_section(results, headline_split(results), card_info.split_name))
     if diagnostics is not None:
         diagnostics.save(output_dir)
         plots.append(plot_prediction_histogram(diagnostics.history, label_names, output_dir / "prediction_histogram.png"))
@@ -150,6 +156,8 @@ def results_table(results, output_dir):
         lines.append(f"{split:<12}{m['ua']:>8.3f}{m['wa']:>8.3f}{m['macro_f1']:>10.3f}{m['num_examples']:>7}")
     headline = results[headline_split(results)]
     lines.append(f"majority-class WA {headline['majority_baseline_wa']:.3f}, chance UA {headline['chance_ua']:.3f}")
+    if headline.get("ece") is not None:
+        lines.append(f"ECE {headline['ece']:.3f} (top score against accuracy, 0 = calibrated)")
     lines.append(f"model: {output_dir}")
     return "\n".join(lines)
 

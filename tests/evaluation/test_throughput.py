@@ -10,7 +10,9 @@ from ser_hf.commands import benchmark
 from ser_hf.config import parse_config
 from ser_hf.corpora.ravdess import parse_ravdess_filename
 from ser_hf.data.prepare import exclude_bad_audio, prepare_splits
-from ser_hf.evaluation.throughput import RAVDESS_SHAPE, measure_data, measure_training, synthetic_ravdess
+from ser_hf.evaluation.throughput import (
+    RAVDESS_SHAPE, measure_data, measure_probe, measure_training, synthetic_ravdess,
+)
 from tests.conftest import TINY_ENCODER
 
 
@@ -61,9 +63,29 @@ def test_training_counts_only_real_audio(corpus, tmp_path, padding):
 def test_benchmark_command_writes_its_report(corpus, tmp_path, capsys):
     root, _ = corpus
     out = tmp_path / "bench.json"
-    assert benchmark.main(["--data_dir", str(root), "--skip", "train", "--infer_clips", "3",
+    assert benchmark.main(["--data_dir", str(root), "--skip", "train", "probe", "onnx", "--infer_clips", "3",
                            "--output", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["data"]["clips"] == 48 and set(report["inference"]) == {"group", "layer"}
     assert all(r["labels_agree"] and r["max_score_diff"] < 1e-4 for r in report["inference"].values())
     assert "first pass" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_probe_row_times_both_epochs_on_the_training_split(corpus, tmp_path):
+    root, _ = corpus
+    model_args, data_args, training_args = parse_config("recipes/configs/demo.yaml", [
+        "--data_dir", str(root), "--corpus", "ravdess", "--output_dir", str(tmp_path),
+        "--per_device_train_batch_size", "4", "--dataloader_num_workers", "0"])
+    model_args = dataclasses.replace(model_args, model_config_overrides=dict(TINY_ENCODER))
+    prepared = prepare_splits(data_args)
+    splits, _ = exclude_bad_audio(prepared.splits, data_args, tmp_path)
+    row = measure_probe(model_args, data_args, training_args, splits, prepared.label_names, clips=5, epochs=2,
+                        steps=1)
+    assert row["train_clips"] == len(splits["train"])
+    # The Trainer row trained the probe's model: the whole encoder frozen, so only the head's settings show.
+    assert "encoder frozen" in row["trainer"]["settings"] and "feature encoder" not in row["trainer"]["settings"]
+    epoch_steps = -(-len(splits["train"]) // 4)
+    assert row["trainer_epoch_s"] == pytest.approx(row["trainer"]["step_s"] * epoch_steps, abs=0.1)
+    assert row["probe_epoch_s"] > 0 and row["cache_s_per_clip"] > 0
+    assert row["speedup"] == pytest.approx(row["trainer_epoch_s"] / row["probe_epoch_s"], rel=0.02)

@@ -1,0 +1,107 @@
+"""The demo app: upload or record speech, see the top emotions, the waveform and, for a long file, a timeline.
+
+What the app shows is what `predict.py` gives: the label and scores come from `classify_file` (the pipeline on
+the file, windows of 10 s for longer files), and a file it cannot classify shows the same one-line reason as
+predict's ERROR row (with the server's upload folder left out of the path). A file longer than one timeline
+window also gets its emotion timeline (`emotion_timeline`, drawn under the waveform) and a table of its windows.
+
+    demo = build_app(load_classifier("outputs/demo"), examples=demo_examples("outputs/demo"))
+    demo.launch(server_name="127.0.0.1")
+"""
+
+import tempfile
+from pathlib import Path
+
+from ser_hf.app.examples import example_label
+from ser_hf.data.audio import decode_16k_mono
+from ser_hf.evaluation.inference import classify_file
+from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
+from ser_hf.reporting.plots import plot_waveform
+from ser_hf.reporting.timeline_report import save_timeline
+
+# elem_id of the result line: what a user reads first, and what the browser tests read.
+RESULT_ID = "ser-result"
+TABLE_HEADERS = ["start (s)", "end (s)", "emotion", "score"]
+
+
+def analyse_file(classifier, path, work_dir, top_k=3, window_seconds=WINDOW_SECONDS,
+                 overlap_seconds=OVERLAP_SECONDS, silence_dbfs=SILENCE_DBFS):
+    """Everything the app shows for one file.
+
+    Args:
+        classifier: an audio-classification pipeline (`load_classifier`).
+        path: the uploaded or recorded file.
+        work_dir: folder for the figure.
+        top_k: emotions listed with their scores.
+        window_seconds, overlap_seconds, silence_dbfs: the timeline's windows and energy gate (`emotion_timeline`).
+
+    Returns:
+        dict: message (Markdown: the top emotion, or why the file cannot be classified), scores ({label: score}
+        of the top_k, or None), image (PNG path: waveform, with the timeline under it for a long file; None on
+        error), windows (timeline rows for the table; [] without a timeline), row (`classify_file`'s row).
+    """
+    path, name = str(path), Path(path).name
+    row = classify_file(classifier, path, top_k=top_k)
+    if row["error"]:
+        # The reason predict.py prints, naming the file as the user knows it rather than the upload folder.
+        error = row["error"].replace(path, name)
+        return {"message": f"**Cannot classify {name}**: {error}", "scores": None, "image": None, "windows": [],
+                "row": row}
+    over = f" (mean over {row['chunks']} windows of 10 s)" if row["chunks"] > 1 else ""
+    message = f"Top emotion: **{row['label']}** {row['score']:.3f}{over}"
+    work_dir = Path(work_dir)
+    windows = []
+    if row["seconds"] > window_seconds:
+        timeline = emotion_timeline(classifier, path, window_seconds, overlap_seconds, silence_dbfs)
+        if not timeline["error"]:
+            image = save_timeline(timeline, work_dir, stem=f"{Path(name).stem}_timeline")["png"]
+            windows = [[w["start"], w["end"], w["label"], None if w["score"] is None else round(w["score"], 3)]
+                       for w in timeline["windows"]]
+    if not windows:
+        image = plot_waveform(decode_16k_mono(path), work_dir / f"{Path(name).stem}_waveform.png", title=name)
+    scores = {label: score for label, score in row["top_k"]}
+    return {"message": message, "scores": scores, "image": str(image), "windows": windows, "row": row}
+
+
+def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, overlap_seconds=OVERLAP_SECONDS,
+              silence_dbfs=SILENCE_DBFS, title="Speech emotion recognition"):
+    """The Gradio Blocks of the demo app (not launched).
+
+    Args:
+        classifier: an audio-classification pipeline (`load_classifier`).
+        examples: audio files offered as one-click examples (`demo_examples`, `long_example`).
+        top_k, window_seconds, overlap_seconds, silence_dbfs: as in `analyse_file`.
+        title: page title and heading.
+
+    Returns:
+        gr.Blocks, with analytics off (no request leaves the machine).
+    """
+    import gradio as gr
+
+    work = Path(tempfile.mkdtemp(prefix="ser_hf_app_"))
+
+    def run(path):
+        if not path:  # cleared
+            return "", None, None, gr.update(value=None, visible=False)
+        shown = analyse_file(classifier, path, tempfile.mkdtemp(dir=work), top_k, window_seconds, overlap_seconds,
+                             silence_dbfs)
+        return shown["message"], shown["scores"], shown["image"], gr.update(value=shown["windows"] or None,
+                                                                            visible=bool(shown["windows"]))
+
+    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title}\nUpload or record speech: the model's top emotions, the waveform and, for a file "
+                    f"longer than {window_seconds:g} s, an emotion timeline ({window_seconds:g} s windows every "
+                    f"{window_seconds - overlap_seconds:g} s; quiet windows are marked silence).")
+        with gr.Row():
+            with gr.Column():
+                audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=audio, label="Examples",
+                                example_labels=[example_label(p) for p in examples])
+            with gr.Column():
+                message = gr.Markdown(elem_id=RESULT_ID)
+                scores = gr.Label(num_top_classes=top_k, label="Top emotions")
+        image = gr.Image(type="filepath", label="Waveform and emotion timeline", interactive=False)
+        table = gr.Dataframe(headers=TABLE_HEADERS, label="Timeline windows", visible=False, interactive=False)
+        audio.change(run, inputs=audio, outputs=[message, scores, image, table])
+    return demo

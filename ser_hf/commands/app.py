@@ -1,0 +1,136 @@
+"""Serve the demo app for a trained emotion model on this machine, or export it as a Hugging Face Space.
+
+Usage:
+    python recipes/app.py MODEL_DIR_OR_HUB_ID [--host 127.0.0.1] [--port 7860] [--share false] [--top_k 3]
+        [--timeline_seconds 2 --timeline_overlap 1 --silence_dbfs -50] [--examples auto|none]
+        [--backend torch|onnx [--int8]]
+    python recipes/app.py MODEL_DIR_OR_HUB_ID --export_space DIR [--space_model_id OWNER/NAME]
+
+The app: upload or record audio; the top emotions with their scores (what predict.py gives for the same file), the
+waveform, and for a file longer than --timeline_seconds an emotion timeline. Examples: clips of the demo corpus the
+model did not train on (when the corpus is on disk), and one long file made of them.
+--export_space writes a Space folder (README front matter, app.py, requirements.txt, the ser_hf source) that runs
+the same app on the model's Hub id.
+"""
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from ser_hf.app.examples import demo_examples, long_example
+from ser_hf.commands import one_line_errors
+from ser_hf.config import UsageError
+from ser_hf.evaluation.inference import check_chunking, load_classifier
+from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS
+
+
+def _true_false(text):
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def _parser(prog):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="output dir of a training run, or a Hub model id")
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 exposes it to the network)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 takes the first free one from 7860")
+    parser.add_argument("--share", type=_true_false, default=False,
+                        help="true: also open a public gradio.live link (sends traffic through Gradio's servers)")
+    parser.add_argument("--top_k", type=int, default=3, help="how many emotions to show with their scores")
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the pipeline's choice)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="onnx: serve `ser-hf export`'s model.onnx with onnxruntime (as predict.py --backend onnx)")
+    parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model.int8.onnx")
+    parser.add_argument("--timeline_seconds", type=float, default=WINDOW_SECONDS, help="timeline window length")
+    parser.add_argument("--timeline_overlap", type=float, default=OVERLAP_SECONDS,
+                        help="seconds shared by consecutive timeline windows (below --timeline_seconds)")
+    parser.add_argument("--silence_dbfs", type=float, default=SILENCE_DBFS,
+                        help="timeline windows quieter than this RMS level (dBFS) are labelled silence")
+    parser.add_argument("--examples", choices=["auto", "none"], default="auto",
+                        help="auto: held-out demo corpus clips when the corpus is on disk; none: no examples")
+    parser.add_argument("--export_space", metavar="DIR", help="write a Hugging Face Space folder instead of serving")
+    parser.add_argument("--space_model_id", metavar="OWNER/NAME",
+                        help="the Hub id the Space loads (needed when MODEL is a local folder)")
+    return parser
+
+
+def _check_model(model):
+    """A local model folder must hold a config; anything else that looks like a path is a missing folder."""
+    path = Path(model)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{model} has no config.json: give a training run's output dir (bash run.sh demo "
+                                "writes outputs/demo) or a Hub model id")
+    if not path.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1 or path.suffix):
+        raise FileNotFoundError(f"{model}: no such model folder; train one with `bash run.sh demo` (outputs/demo)")
+
+
+def _examples(args, work_dir):
+    if args.examples == "none":
+        return []
+    clips = demo_examples(args.model)
+    # A few clips in a row: long enough to show the timeline.
+    return clips + [long_example(clips[:4], Path(work_dir) / "four_demo_clips.wav")] if len(clips) >= 2 else clips
+
+
+@one_line_errors
+def main(argv=None, prog=None):
+    """Serve the app (until Ctrl-C) or export the Space (see the module docstring).
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+        prog: the program name in usage messages.
+
+    Returns:
+        0 (serving returns when the server stops).
+    """
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    if args.top_k < 1 or not 0 <= args.port < 65536:
+        parser.error("--top_k must be at least 1 and --port between 0 and 65535")
+    if args.int8 and args.backend != "onnx":
+        parser.error("--int8 is an ONNX model: add --backend onnx (export it with `ser-hf export MODEL --int8`)")
+    try:
+        check_chunking(args.timeline_seconds, args.timeline_overlap)
+    except ValueError as err:
+        parser.error(f"--timeline_seconds/--timeline_overlap: {err}")
+    settings = dict(top_k=args.top_k, window_seconds=args.timeline_seconds, overlap_seconds=args.timeline_overlap,
+                    silence_dbfs=args.silence_dbfs)
+    work_dir = tempfile.mkdtemp(prefix="ser_hf_app_examples_")
+    if args.export_space:
+        return _export(args, settings, work_dir)
+    _check_model(args.model)
+    from ser_hf.app.demo_app import build_app
+
+    try:
+        classifier = load_classifier(args.model, args.device, backend=args.backend, int8=args.int8)
+    except OSError as err:  # transformers' "not a local folder and not a valid model identifier", offline misses
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise FileNotFoundError(f"{args.model}: cannot load the model: {str(err).splitlines()[0]}") from err
+    demo = build_app(classifier, examples=_examples(args, work_dir), **settings)
+    demo.launch(server_name=args.host, server_port=args.port or None, share=args.share)
+    return 0
+
+
+def _export(args, settings, work_dir):
+    from ser_hf.app.space import export_space
+
+    model_id = args.space_model_id or args.model
+    if Path(model_id).exists() or model_id.count("/") != 1:
+        raise UsageError(f"--export_space needs the model's Hub id (OWNER/NAME), got {model_id!r}: push the model "
+                         "(`hf upload OWNER/NAME MODEL_DIR`, or train with --push_to_hub true) and add "
+                         "--space_model_id OWNER/NAME")
+    written = export_space(args.export_space, model_id, examples=_examples(args, work_dir), **settings)
+    print(f"wrote a Hugging Face Space for {model_id} in {args.export_space}: "
+          f"{', '.join(p.name for p in written[:5])} and {len(written) - 5} examples")
+    print(f"try it here: cd {args.export_space} && SER_HF_MODEL={Path(args.model).resolve() if Path(args.model).exists() else model_id} "
+          "python app.py;  publish: hf upload --repo-type space OWNER/SPACE_NAME " + args.export_space)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""The app in a real browser: headless chromium uploads files to the served app and reads the page.
+
+The server is the Hugging Face Space that `ser-hf app MODEL --export_space DIR` writes, started from its own folder:
+one server start proves both that the exported Space runs from the ser_hf copy it carries and that the app works
+(`ser-hf app MODEL` serves the same `build_app` Blocks; tests/app/test_demo_app.py checks what it launches).
+
+The browser is Debian's chromium driven by chromium-driver through Selenium (pip cannot download browsers here);
+`bash run.sh setup` installs both. Screenshots go to $SER_HF_TEST_ARTIFACTS (default: the test's tmp folder), so
+CI can keep them. The model is `tone_model` (tests/conftest.py), whose labels follow the generated voices, so the
+label on the page is a real prediction to compare with predict.py's.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser_hf.commands import app as app_command
+from ser_hf.data.audio import SAMPLE_RATE
+from ser_hf.evaluation.inference import classify_files, load_classifier
+from tests.conftest import emotion_tone
+
+pytestmark = pytest.mark.slow
+
+RESULT_ID = "ser-result"  # ser_hf.app.demo_app.RESULT_ID (not imported: the page is what is under test)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tone_model, tmp_path_factory):
+    """The app as a Hugging Face Space runs it: exported by `ser-hf app MODEL --export_space DIR`, then DIR's own
+    app.py started in DIR (on a free loopback port, on the local model). Returns (URL, where ser_hf came from)."""
+    space = tmp_path_factory.mktemp("space") / "space"
+    assert app_command.main([str(tone_model), "--export_space", str(space), "--space_model_id", "someone/ser-demo",
+                             "--examples", "none"]) == 0
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONPATH": "",
+           "SER_HF_MODEL": str(tone_model), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    launcher = ("import runpy, ser_hf; print(ser_hf.__file__, flush=True); "
+                "runpy.run_path('app.py', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", launcher], cwd=space, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"the app exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"the app did not answer on {url} within 120 s")
+                time.sleep(0.5)
+        yield url, Path(proc.stdout.readline().strip()), space
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.fail("the browser tests need Debian's chromium and chromium-driver: run `bash run.sh setup` "
+                    "(apt-get install -y chromium chromium-driver)")
+    options = Options()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1100"):
+        options.add_argument(arg)
+    chrome = webdriver.Chrome(options=options, service=Service(driver))
+    yield chrome
+    chrome.quit()
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    folder = Path(os.environ.get("SER_HF_TEST_ARTIFACTS") or tmp_path_factory.mktemp("artifacts"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _upload_and_read(browser, url, path):
+    """Open the app, upload `path` through its file input, and return the result line once it shows."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    [file_input] = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "input[type=file]"))
+    file_input.send_keys(str(path))
+    return WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, RESULT_ID).text.strip() or None)
+
+
+def test_an_uploaded_clip_shows_the_label_predict_gives(server, browser, tone_model, artifacts, tmp_path):
+    clip = tmp_path / "angry_voice.wav"
+    sf.write(clip, emotion_tone("angry", 1.5, seed=21), SAMPLE_RATE, subtype="PCM_16")
+    # predict.py --batch_size 1: the plain pipeline, file by file, as the app runs it (batches agree on the label,
+    # and on the score only up to float rounding, which the third decimal could show).
+    [row] = classify_files(load_classifier(tone_model, device="cpu"), [clip], top_k=3, batch_size=1)
+    shown = _upload_and_read(browser, server[0], clip)
+    browser.save_screenshot(str(artifacts / "app_prediction.png"))
+    assert row["label"] == "angry"
+    assert shown == f"Top emotion: {row['label']} {row['score']:.3f}"
+    assert row["top_k"][1][0] in browser.find_element("tag name", "body").text  # the bar chart's runner-up
+
+
+def test_a_long_file_shows_its_timeline(server, browser, artifacts, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    path = tmp_path / "sad_then_angry.wav"
+    sf.write(path, np.concatenate([emotion_tone("sad", 3.0, 22), emotion_tone("angry", 3.0, 23)]), SAMPLE_RATE)
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _upload_and_read(browser, server[0], path)
+    # The table of windows fills in with the result: rows of start, end, emotion, score under a header row.
+    def window_rows(b):
+        rows = [r.text.split("\n") for r in b.find_elements(By.CSS_SELECTOR, "[role=row]")][1:]
+        return rows if any("angry" in r for r in rows) else None
+
+    rows = WebDriverWait(browser, 30).until(window_rows)
+    browser.save_screenshot(str(artifacts / "app_timeline.png"))
+    # 2 s windows every second over 6 s: starts 0-4, the sad voice first, the angry one last.
+    assert [r[:2] for r in rows] == [[str(s), str(s + 2)] for s in range(5)]
+    assert rows[0][2] == "sad" and rows[-1][2] == "angry"
+
+
+def test_a_file_that_is_not_audio_shows_the_error(server, browser, tone_model, artifacts, tmp_path):
+    notes = tmp_path / "notes.wav"
+    notes.write_text("meeting notes, saved with the wrong extension")
+    [row] = classify_files(load_classifier(tone_model, device="cpu"), [notes])
+    shown = _upload_and_read(browser, server[0], notes)
+    browser.save_screenshot(str(artifacts / "app_error.png"))
+    assert row["error"].startswith("unreadable")
+    assert shown == f"Cannot classify notes.wav: {row['error'].replace(str(notes), 'notes.wav')}"
+
+
+def test_the_space_ran_from_its_own_copy_of_ser_hf(server):
+    url, ser_hf_file, space = server
+    assert ser_hf_file == space / "ser_hf" / "__init__.py"

@@ -1,0 +1,63 @@
+"""End-to-end --task multitask on a tiny generated CREMA-D-shaped corpus: XX clips masked, intensity metrics in the
+results and on the card, a plain emotion checkpoint with the head beside it, predict's intensity column."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from safetensors import safe_open
+
+from ser_hf.commands.predict import main as predict_main
+from ser_hf.commands.train import train
+from tests.conftest import TINY_ENCODER, write_tone
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+EMOTIONS = {"ANG": 200, "DIS": 260, "FEA": 320, "HAP": 380, "NEU": 440, "SAD": 500}
+LEVELS = {"LO": 0.9, "MD": 1.0, "HI": 1.1}
+
+
+@pytest.fixture(scope="module")
+def small_cremad(tmp_path_factory):
+    """6 actors: IEO at LO/MD/HI (neutral at XX), DFA at XX, every clip 0.4 s."""
+    audio = tmp_path_factory.mktemp("cremad_mt") / "AudioWAV"
+    for actor in range(1001, 1007):
+        for code, freq in EMOTIONS.items():
+            for level, scale in ({"XX": 1.0} if code == "NEU" else LEVELS).items():
+                write_tone(audio / f"{actor}_IEO_{code}_{level}.wav", 0.4, freq * scale, seed=actor + freq)
+            write_tone(audio / f"{actor}_DFA_{code}_XX.wav", 0.4, freq * 1.2, seed=actor + freq + 1)
+    return audio
+
+
+def test_multitask_run_masks_xx_and_reports_intensity(small_cremad, tmp_path, capsys):
+    out = tmp_path / "out"
+    results = train([str(ROOT / "recipes/configs/cremad6.yaml"), "--data_dir", str(small_cremad), "--labels", "6",
+                     "--task", "multitask", "--intensity_loss_weight", "0.5", "--output_dir", str(out),
+                     "--n_folds", "3", "--model_name_or_path", "null", "--model_type", "wav2vec2",
+                     "--model_config_overrides", json.dumps(TINY_ENCODER), "--freeze_feature_encoder", "false",
+                     "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
+                     "--save_strategy", "no", "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
+                     "--dataloader_num_workers", "0", "--report_to", "none", "--use_cpu", "true",
+                     "--auto_mixed_precision", "false", "--max_duration_seconds", "0.5",
+                     "--scan_workers", "1"])
+    intensity = results["validation"]["intensity"]
+    # 2 held-out actors: 5 emotions x 3 levels scored; each actor's 6 DFA XX clips and neutral IEO XX left out.
+    assert intensity["num_examples"] == 30 and intensity["num_without_intensity"] == 14
+    assert intensity["label_names"] == ["low", "medium", "high"] and intensity["chance_ua"] == pytest.approx(1 / 3)
+    assert results["validation"]["num_examples"] == 44  # the emotion head is scored on every clip
+    assert json.loads((out / "ser_results.json").read_text())["validation"]["intensity"]["ua"] == intensity["ua"]
+    card = (out / "README.md").read_text()
+    assert "## Intensity head" in card and f"{100 * intensity['ua']:.1f} %" in card
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert not [key for key in weights.keys() if "intensity" in key]  # the emotion checkpoint stays plain
+    assert (out / "intensity_head.safetensors").is_file() and (out / "intensity_config.json").is_file()
+
+    capsys.readouterr()
+    files = [small_cremad / "1001_IEO_ANG_HI.wav", small_cremad / "1002_DFA_SAD_XX.wav"]
+    assert predict_main([str(out), *map(str, files), "--output", str(tmp_path / "p.csv")]) == 0
+    assert "intensity:" in capsys.readouterr().out
+    with open(tmp_path / "p.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["intensity"] in ("low", "medium", "high") for row in rows] == [True, True]
+    assert all(0 < float(row["intensity_score"]) <= 1 for row in rows)
