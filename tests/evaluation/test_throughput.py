@@ -86,6 +86,6 @@ def test_probe_row_times_both_epochs_on_the_training_split(corpus, tmp_path):
     # The Trainer row trained the probe's model: the whole encoder frozen, so only the head's settings show.
     assert "encoder frozen" in row["trainer"]["settings"] and "feature encoder" not in row["trainer"]["settings"]
     epoch_steps = -(-len(splits["train"]) // 4)
-    assert row["trainer_epoch_s"] == pytest.approx(row["trainer"]["step_s"] * epoch_steps, abs=0.1)
+    assert row["trainer_epoch_s"] == pytest.approx(row["trainer"]["step_s"] * epoch_steps, rel=0.005)
     assert row["probe_epoch_s"] > 0 and row["cache_s_per_clip"] > 0
-    assert row["speedup"] == pytest.approx(row["trainer_epoch_s"] / row["probe_epoch_s"], rel=0.02)
+    assert row["speedup"] == round(row["trainer_epoch_s"] / row["probe_epoch_s"])
