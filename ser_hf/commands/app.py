@@ -23,7 +23,7 @@ from ser_hf.app.examples import demo_examples, long_example
 from ser_hf.commands import one_line_errors
 from ser_hf.config import UsageError
 from ser_hf.evaluation.inference import check_chunking, load_classifier
-from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS
+from ser_hf.commands.predict import add_timeline_window_arguments
 
 
 def _true_false(text):
@@ -44,11 +44,7 @@ def _parser(prog):
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="onnx: serve `ser-hf export`'s model.onnx with onnxruntime (as predict.py --backend onnx)")
     parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model.int8.onnx")
-    parser.add_argument("--timeline_seconds", type=float, default=WINDOW_SECONDS, help="timeline window length")
-    parser.add_argument("--timeline_overlap", type=float, default=OVERLAP_SECONDS,
-                        help="seconds shared by consecutive timeline windows (below --timeline_seconds)")
-    parser.add_argument("--silence_dbfs", type=float, default=SILENCE_DBFS,
-                        help="timeline windows quieter than this RMS level (dBFS) are labelled silence")
+    add_timeline_window_arguments(parser)
     parser.add_argument("--examples", choices=["auto", "none"], default="auto",
                         help="auto: held-out demo corpus clips when the corpus is on disk; none: no examples")
     parser.add_argument("--export_space", metavar="DIR", help="write a Hugging Face Space folder instead of serving")

@@ -98,6 +98,11 @@ def main(argv=None, prog=None):
 def _add_timeline_arguments(parser):
     parser.add_argument("--timeline", metavar="DIR",
                         help="also write an emotion timeline per file: DIR/<stem>_timeline.csv, .json and .png")
+    add_timeline_window_arguments(parser)
+
+
+def add_timeline_window_arguments(parser):
+    """The timeline's window options, shared by predict and the app."""
     parser.add_argument("--timeline_seconds", type=float, default=WINDOW_SECONDS,
                         help="timeline window length in seconds")
     parser.add_argument("--timeline_overlap", type=float, default=OVERLAP_SECONDS,
