@@ -1,5 +1,7 @@
 """Shared fixtures: generated audio in RAVDESS layout and tiny random models. Nothing is downloaded."""
 
+import csv
+import json
 import os
 
 import numpy as np
@@ -163,3 +165,32 @@ def save_tone_model(directory, emotions=("sad", "angry"), steps=40, seed=0):
 def tone_model(tmp_path_factory):
     """`save_tone_model`'s model (sad vs angry tones), trained once per session."""
     return save_tone_model(tmp_path_factory.mktemp("tone_model"))
+
+
+# Files that predict reports instead of classifying, with the start of the reason its error row gives.
+BAD_AUDIO = [
+    ("notes.wav", "these are notes, not audio", "unreadable"),
+    ("short.wav", np.zeros(100, dtype=np.float32), "too short"),
+    ("nan.wav", np.full(SAMPLE_RATE, np.nan, dtype=np.float32), "non-finite"),
+]
+
+
+def write_bad_audio(path, content):
+    """Write one BAD_AUDIO case: text where audio should be, or float samples as they are."""
+    if isinstance(content, str):
+        path.write_text(content)
+    else:
+        sf.write(path, content, SAMPLE_RATE, subtype="FLOAT")
+    return path
+
+
+def write_run_record(run, data_dir, rows):
+    """The two files of a training output dir that name its validation clips: data_args.json and
+    predictions_validation.csv, rows given as (path relative to data_dir, speaker, true, predicted, confidence)."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "data_args.json").write_text(json.dumps({"data_dir": str(data_dir)}))
+    with (run / "predictions_validation.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "speaker", "true", "predicted", "confidence"])
+        writer.writerows(rows)
+    return run

@@ -1,8 +1,5 @@
 """The app's logic without a browser: what it shows for a file, its examples, the command's refusals."""
 
-import csv
-import json
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -14,7 +11,7 @@ from ser_hf.commands import app as app_command
 from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.evaluation.inference import classify_files, load_classifier
 from ser_hf.labels import RAVDESS_EMOTIONS
-from tests.conftest import emotion_tone
+from tests.conftest import BAD_AUDIO, emotion_tone, write_bad_audio, write_run_record
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +41,9 @@ def test_a_long_file_gets_its_timeline(classifier, tmp_path):
     assert (tmp_path / "two_timeline.png").is_file() and shown["image"] == str(tmp_path / "two_timeline.png")
 
 
-@pytest.mark.parametrize("name, content, reason", [
-    ("notes.wav", "these are notes, not audio", "unreadable"),
-    ("short.wav", np.zeros(100, dtype=np.float32), "too short"),
-    ("nan.wav", np.full(SAMPLE_RATE, np.nan, dtype=np.float32), "non-finite"),
-])
+@pytest.mark.parametrize("name, content, reason", BAD_AUDIO)
 def test_bad_input_shows_predicts_error_without_a_traceback(classifier, tmp_path, name, content, reason):
-    bad = tmp_path / name
-    if isinstance(content, str):
-        bad.write_text(content)
-    else:
-        sf.write(bad, content, SAMPLE_RATE, subtype="FLOAT")
+    bad = write_bad_audio(tmp_path / name, content)
     shown = analyse_file(classifier, bad, tmp_path)
     [row] = classify_files(classifier, [bad])
     assert row["error"].startswith(reason)
@@ -87,16 +76,11 @@ def test_examples_are_held_out_clips_one_per_emotion(tmp_path):
     # No run record: one clip per emotion of actor 24.
     assert [example_label(p) for p in demo_examples(tmp_path / "no_run", data_dir=corpus)] == \
         [f"{e} (Actor_24)" for e in RAVDESS_EMOTIONS]
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "data_args.json").write_text(json.dumps({"data_dir": str(corpus)}))
-    with (run / "predictions_validation.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "speaker", "true", "predicted", "confidence"])
-        writer.writerow(["Actor_23/03-01-05-01-01-01-23.wav", "Actor_23", "angry", "sad", "0.5"])
-        writer.writerow(["Actor_24/03-01-05-01-01-01-24.wav", "Actor_24", "angry", "angry", "0.9"])
-        writer.writerow(["Actor_23/missing.wav", "Actor_23", "calm", "calm", "0.9"])
-        writer.writerow(["Actor_24/03-01-01-01-01-01-24.wav", "Actor_24", "neutral", "calm", "0.4"])
+    run = write_run_record(tmp_path / "run", corpus, [
+        ["Actor_23/03-01-05-01-01-01-23.wav", "Actor_23", "angry", "sad", "0.5"],
+        ["Actor_24/03-01-05-01-01-01-24.wav", "Actor_24", "angry", "angry", "0.9"],
+        ["Actor_23/missing.wav", "Actor_23", "calm", "calm", "0.9"],
+        ["Actor_24/03-01-01-01-01-01-24.wav", "Actor_24", "neutral", "calm", "0.4"]])
     assert demo_examples(run) == [corpus / "Actor_24/03-01-01-01-01-01-24.wav", corpus / "Actor_23/03-01-05-01-01-01-23.wav"]
     joined = long_example(demo_examples(run), tmp_path / "long.wav", pause_seconds=0.5)
     assert sf.info(joined).frames == 3 * SAMPLE_RATE // 2

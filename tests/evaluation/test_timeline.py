@@ -20,7 +20,7 @@ from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.evaluation.inference import chunk_starts, classify_file, load_classifier
 from ser_hf.evaluation.timeline import SILENCE, emotion_timeline, label_changes, rms_dbfs, write_timeline
 from ser_hf.reporting.plots import SILENCE_COLOR
-from tests.conftest import emotion_tone
+from tests.conftest import BAD_AUDIO, emotion_tone, write_bad_audio
 
 
 @pytest.fixture(scope="module")
@@ -97,17 +97,9 @@ def test_silent_windows_are_labelled_silence_and_not_classified(classifier, tmp_
     assert SILENCE not in label_changes(ungated) and ungated["silence_dbfs"] is None
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("notes.wav", b"these are not audio samples", "unreadable"),
-    ("short.wav", np.zeros(100, dtype=np.float32), "too short"),
-    ("nan.wav", np.full(SAMPLE_RATE, np.nan, dtype=np.float32), "non-finite"),
-])
+@pytest.mark.parametrize("name, content, message", BAD_AUDIO)
 def test_bad_files_get_the_error_predict_gives(classifier, tmp_path, name, content, message):
-    path = tmp_path / name
-    if isinstance(content, bytes):
-        path.write_bytes(content)
-    else:
-        sf.write(path, content, SAMPLE_RATE, subtype="FLOAT")
+    path = write_bad_audio(tmp_path / name, content)
     timeline = emotion_timeline(classifier, path)
     assert timeline["windows"] == [] and timeline["error"].startswith(message)
     assert timeline["error"] == classify_file(classifier, path)["error"]

@@ -4,7 +4,6 @@ Tiny random models from a config (the conftest sizes); their classifier weights 
 far apart and the top label is a real decision, not a near tie.
 """
 
-import csv
 import json
 
 import numpy as np
@@ -24,7 +23,7 @@ from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
 from ser_hf.reporting import onnx_export
 from ser_hf.reporting.onnx_export import REPORT_FILE, ParityError, export_onnx, parity_clips
 from ser_hf.training.modeling import build_model
-from tests.conftest import TINY_ENCODERS, TINY_WHISPER
+from tests.conftest import TINY_ENCODERS, TINY_WHISPER, write_run_record
 
 
 def save_tiny_classifier(directory, model_type="wav2vec2", norm="layer", seed=0):
@@ -147,13 +146,8 @@ def test_parity_uses_the_runs_validation_clips(tmp_path):
     lengths = [0.5, 1.25, 0.8]
     for i, (seconds, clip) in enumerate(zip(lengths, _clips(*lengths))):
         sf.write(data / "Actor_01" / f"{i}.wav", clip, SAMPLE_RATE)
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "data_args.json").write_text(json.dumps({"data_dir": str(data)}))
-    with (run / "predictions_validation.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "speaker", "true", "predicted", "confidence"])
-        writer.writerows([[f"Actor_01/{i}.wav", "Actor_01", "sad", "sad", 0.5] for i in range(3)])
+    run = write_run_record(tmp_path / "run", data, [[f"Actor_01/{i}.wav", "Actor_01", "sad", "sad", 0.5]
+                                                    for i in range(3)])
     clips, source = parity_clips(run, count=2)
     assert [len(c) for c in clips] == [8000, 20000] and "validation clips" in source
     generated, source = parity_clips(tmp_path / "elsewhere", count=3)
