@@ -140,7 +140,8 @@ class DataArguments:
     labels: str | None = field(
         default=None,
         metadata={"help": "Label set, for corpora that have several (CREMA-D: 21 = emotion x intensity, the default, "
-                  "or 6 = emotion). Refused for other corpora."},
+                  "or 6 = emotion; RAVDESS and the demo: 8 = emotion, the default, or 15 = emotion x intensity). "
+                  "Refused for other corpora."},
     )
     manifest: str | None = field(default=None, metadata={"help": "corpus=manifest: the manifest file."})
     train_manifest: str | None = field(

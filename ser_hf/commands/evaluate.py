@@ -10,7 +10,8 @@ unless --allow_seen_speakers (then every output says so). Writes to OUTPUT_DIR (
 MODEL/evaluation): ser_results.json, predictions_<split>.csv (path, speaker, true, predicted, confidence),
 error_analysis_<split>.json (most confused pairs, UA per speaker, the most confidently wrong files), the
 confusion matrices and reliability_diagram_<split>.png (its ECE is in ser_results.json); prints the scores and the
-most confused pairs.
+most confused pairs. A `--task multitask` model's intensity head is scored too, and an emotion x intensity model
+(CREMA-D --labels 21, RAVDESS --labels 15) is also scored on its labels' emotions.
 """
 
 import argparse
@@ -24,9 +25,13 @@ from ser_hf.commands import one_line_errors
 from ser_hf.config import UsageError, parse_data_config
 from ser_hf.corpora import get_corpus
 from ser_hf.data.prepare import DATA_ARGS_FILE, audio_loader, build_datasets, exclude_bad_audio, prepare_splits, resolve_data_args
+from ser_hf.evaluation.emotion_collapse import add_collapsed_scores
+from ser_hf.evaluation.intensity import evaluate_intensity
 from ser_hf.evaluation.prediction import RESULTS_FILE, evaluate_split, load_trained
+from ser_hf.reporting.intensity_report import collapsed_emotions_summary_lines, intensity_summary_lines
 from ser_hf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram
 from ser_hf.reporting.results import results_table, write_split_outputs
+from ser_hf.training.multitask import has_intensity_head, load_intensity_head, with_intensity_ids
 
 logger = logging.getLogger("ser_hf")
 
@@ -38,7 +43,8 @@ def _saved_data_args(model_dir):
         return None
     values = json.loads(saved.read_text())
     # Runs before the corpus registry recorded CREMA-D's `labels: 21` whatever the corpus.
-    if get_corpus(values.get("corpus", "ravdess")).label_sets is None:
+    label_sets = get_corpus(values.get("corpus", "ravdess")).label_sets
+    if label_sets is None or str(values.get("labels")) not in label_sets:
         values["labels"] = None
     return values
 
@@ -123,9 +129,10 @@ def evaluate(argv=None, prog=None):
         wanted_splits = {s: splits[s] for s in wanted}
         data = build_datasets(wanted_splits, trainer.model.config.label2id, feature_extractor, data_args,
                               audio_loader(wanted_splits, data_args, output_dir))
-        results = {}
+        results, predictions = {}, {}
         for split in wanted:
             results[split], rows = evaluate_split(trainer, data[split], label_names, split)
+            predictions[split] = rows
             analysis = write_split_outputs(rows, label_names, split, output_dir, data_args.data_dir)
             for normalize, name in ((False, "confusion_matrix"), (True, "confusion_matrix_normalized")):
                 plot_confusion_matrix(results[split]["confusion_matrix"], label_names,
@@ -133,11 +140,19 @@ def evaluate(argv=None, prog=None):
             plot_reliability_diagram(results[split]["calibration"]["bins"], output_dir / f"reliability_diagram_{split}.png",
                                      ece=results[split]["ece"])
             print(analysis)
+        if has_intensity_head(model_dir):  # --task multitask: the saved head on the same inputs, as in training
+            head = load_intensity_head(model_dir)
+            marked = build_datasets(with_intensity_ids(wanted_splits, head.names), trainer.model.config.label2id,
+                                    feature_extractor, data_args, audio_loader(wanted_splits, data_args, output_dir))
+            for split, metrics in evaluate_intensity(trainer, head, marked).items():
+                results[split]["intensity"] = metrics
+    add_collapsed_scores(results, predictions, data_args.corpus, data_args.labels)  # emotion x intensity labels
     if seen:
         for metrics in results.values():
             metrics["seen_speakers"] = seen  # in every output, not only the log
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    print(f"{split_name}\n" + results_table(results, model_dir))
+    print("\n".join([split_name, results_table(results, model_dir), *intensity_summary_lines(results),
+                     *collapsed_emotions_summary_lines(results)]))
     print(f"wrote {output_dir}")
     return results
 

@@ -31,6 +31,7 @@ from ser_hf.data.prepare import (
 from ser_hf.data.pseudo_pool import pseudo_labelling
 from ser_hf.data.scan import report_markdown
 from ser_hf.evaluation.metrics import make_compute_metrics
+from ser_hf.evaluation.emotion_collapse import add_collapsed_scores
 from ser_hf.evaluation.intensity import evaluate_intensity
 from ser_hf.evaluation.prediction import evaluate_split
 from ser_hf.evaluation.temperature_scaling import evaluate_with_temperature
@@ -38,7 +39,10 @@ from ser_hf.evaluation.probe_analysis import agreement_with_cache, per_layer_sco
 from ser_hf.labels import label_maps
 from ser_hf.reporting.command import command_line
 from ser_hf.reporting.hub import push_output_dir
-from ser_hf.reporting.intensity_report import intensity_card_section, intensity_summary_lines
+from ser_hf.reporting.intensity_report import (
+    collapsed_emotions_card_section, collapsed_emotions_summary_lines, intensity_card_section,
+    intensity_summary_lines,
+)
 from ser_hf.reporting.probe_report import probe_card, write_probe_reports
 from ser_hf.reporting.results import card_info, headline_split, results_table, write_reports, write_split_outputs
 from ser_hf.training.callbacks import PreemptionCallback
@@ -167,6 +171,7 @@ def _run(model_args, data_args, training_args, resume, command, pseudo=None):
     if intensity_names is not None:  # the saved head, on the same inputs as the emotion scores
         for split, metrics in evaluate_intensity(trainer, load_intensity_head(training_args.output_dir), data).items():
             results[split]["intensity"] = metrics
+    add_collapsed_scores(results, predictions, data_args.corpus, data_args.labels)  # --labels 21 / 15: as emotions too
     if trainer.is_world_process_zero():
         _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
                 data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe,
@@ -290,13 +295,16 @@ def _report(trainer, results, predictions, prepared, model_args, data_args, trai
             for split, rows in predictions.items()}}
         write_probe_reports(training_args.output_dir, summary, prepared.label_names)
         card, diagnostics = probe_card(card, summary, prepared.split_names, headline), None
-    if section := intensity_card_section(results, headline):  # --task multitask
-        card.sections.append(section)
+    for section in (intensity_card_section(results, headline),  # --task multitask
+                    collapsed_emotions_card_section(results, headline)):  # emotion x intensity labels
+        if section:
+            card.sections.append(section)
     if pseudo is not None and pseudo.card_section is not None:  # --unlabeled_dir / --pseudo_pool_fold
         card.sections.append(pseudo.card_section(results))
     write_reports(training_args.output_dir, results, prepared.label_names, trainer.state.log_history, card,
                   diagnostics)
-    print("\n".join([results_table(results, training_args.output_dir), *intensity_summary_lines(results)]))
+    print("\n".join([results_table(results, training_args.output_dir), *intensity_summary_lines(results),
+                     *collapsed_emotions_summary_lines(results)]))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,14 @@ RAVDESS_ZIP_NAME = "Audio_Speech_Actors_01-24.zip"
 RAVDESS_EXPECTED_FILES = 1440
 RAVDESS_LICENSE = "cc-by-nc-sa-4.0"
 RAVDESS_STATEMENTS = {1: "Kids are talking by the door", 2: "Dogs are sitting by the door"}
+# Emotion x intensity, the flat counterpart of `--task multitask` (and of CREMA-D's 21 labels): 15 labels, since
+# neutral was recorded at normal intensity only. Fixed order, so label ids never depend on the files found.
+RAVDESS_LABELS_15 = ("neutral_normal",) + tuple(
+    f"{emotion}_{intensity}" for emotion in RAVDESS_EMOTIONS[1:] for intensity in ("normal", "strong")
+)
+# The label sets by name (`labels=8`, the default, or `labels=15`); the corpus registry offers these.
+RAVDESS_LABEL_SETS = {"8": RAVDESS_EMOTIONS, "15": RAVDESS_LABELS_15}
+RAVDESS_DEFAULT_LABEL_SET = "8"
 
 _MODALITIES = {1: "full-AV", 2: "video-only", 3: "audio-only"}
 _VOCAL_CHANNELS = {1: "speech", 2: "song"}

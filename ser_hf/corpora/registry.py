@@ -18,8 +18,9 @@ from ser_hf.corpora.cremad import (
     CREMAD_DEFAULT_LABEL_SET, CREMAD_LABEL_SETS, CREMAD_LICENSE, cremad_labels, load_cremad,
 )
 from ser_hf.corpora.manifest import hub_dataset_rows, labels_from_rows, load_audiofolder, load_manifest
-from ser_hf.corpora.ravdess import RAVDESS_LICENSE, load_ravdess, prepare_ravdess
-from ser_hf.labels import RAVDESS_EMOTIONS
+from ser_hf.corpora.ravdess import (
+    RAVDESS_DEFAULT_LABEL_SET, RAVDESS_LABEL_SETS, RAVDESS_LICENSE, load_ravdess, prepare_ravdess,
+)
 
 DEMO_LICENSE = "apache-2.0"  # the generated audio is released, like the code, under Apache-2.0
 USER_CORPUS_LICENSE = "other"  # a user's corpus, whose licence we cannot know
@@ -38,6 +39,9 @@ class CorpusSpec:
         label_sets: label-set name -> label names in id order, for a corpus with several fixed sets; None when
             the corpus has one fixed set or its labels are read from the data.
         default_label_set: the name in `label_sets` used unless another is asked for; None without label sets.
+        emotion_label_set: the name in `label_sets` whose labels are the bare emotions, where the others are
+            emotion x intensity ("angry_hi"): those runs are also scored collapsed to these emotions, to stand
+            beside an emotion-only or `--task multitask` model. None without label sets.
         limitations: what the model card's Limitations section says about the data; None for a user's corpus,
             about which the card can say nothing specific.
         load: `load(data_args) -> (rows, label_names)`: finds, downloads or generates the corpus and returns its
@@ -53,6 +57,7 @@ class CorpusSpec:
     limitations: str | None
     load: Callable[[Any], tuple[list[dict], list[str]]]
     default_label_set: str | None = None
+    emotion_label_set: str | None = None
 
     def __post_init__(self):
         if (self.label_sets is None) != (self.default_label_set is None):
@@ -60,6 +65,8 @@ class CorpusSpec:
         if self.label_sets is not None:
             if self.default_label_set not in self.label_sets:
                 raise ValueError(f"{self.name}: default label set {self.default_label_set!r} is not in label_sets")
+            if self.emotion_label_set is not None and self.emotion_label_set not in self.label_sets:
+                raise ValueError(f"{self.name}: emotion label set {self.emotion_label_set!r} is not in label_sets")
             # Read-only, so that no caller can change a label set (and with it every later run's label ids).
             object.__setattr__(self, "label_sets", MappingProxyType(dict(self.label_sets)))
 
@@ -93,14 +100,28 @@ class CorpusSpec:
             )
         return name
 
+    def emotions(self, label_set: int | str | None = None) -> tuple[str, ...] | None:
+        """The bare emotions that the labels of `label_set` collapse to, when they are emotion x intensity.
 
-def _with_emotion_labels(rows: list[dict]) -> list[dict]:
-    return [{**row, "label": row["emotion"]} for row in rows]
+        Returns:
+            The emotion label set's names, or None when `label_set` is already that set or the corpus has none.
+        """
+        if self.emotion_label_set is None or self.resolve_label_set(label_set) == self.emotion_label_set:
+            return None
+        return self.label_sets[self.emotion_label_set]
+
+
+def _with_ravdess_labels(rows: list[dict], label_set) -> tuple[list[dict], list[str]]:
+    """RAVDESS-layout rows labelled from the set `label_set` ("8": "happy", "15": "happy_strong")."""
+    names = RAVDESS_LABEL_SETS[str(label_set or RAVDESS_DEFAULT_LABEL_SET)]
+    if names is RAVDESS_LABEL_SETS["8"]:
+        return [{**row, "label": row["emotion"]} for row in rows], list(names)
+    return [{**row, "label": f"{row['emotion']}_{row['intensity']}"} for row in rows], list(names)
 
 
 def _load_ravdess(data_args) -> tuple[list[dict], list[str]]:
     rows = prepare_ravdess(data_args.data_dir, download=data_args.download)
-    return _with_emotion_labels(rows), list(RAVDESS_EMOTIONS)
+    return _with_ravdess_labels(rows, data_args.labels)
 
 
 def _load_demo(data_args) -> tuple[list[dict], list[str]]:
@@ -108,7 +129,7 @@ def _load_demo(data_args) -> tuple[list[dict], list[str]]:
     from ser_hf.corpora.demo import synthesize_demo_corpus
 
     synthesize_demo_corpus(data_args.data_dir, seed=data_args.demo_seed)
-    return _with_emotion_labels(load_ravdess(data_args.data_dir)), list(RAVDESS_EMOTIONS)
+    return _with_ravdess_labels(load_ravdess(data_args.data_dir), data_args.labels)
 
 
 def _load_cremad(data_args) -> tuple[list[dict], list[str]]:
@@ -146,7 +167,9 @@ _SPECS = (
         display_name="RAVDESS",
         license=RAVDESS_LICENSE,
         default_data_dir="data/ravdess",
-        label_sets=None,
+        label_sets=RAVDESS_LABEL_SETS,
+        default_label_set=RAVDESS_DEFAULT_LABEL_SET,
+        emotion_label_set="8",
         limitations=(
             "Trained and evaluated on RAVDESS speech: 24 professional actors (12 female, 12 male) speaking North "
             "American English, each saying the same two sentences (\"Kids are talking by the door\", \"Dogs are "
@@ -160,7 +183,9 @@ _SPECS = (
         display_name="ser_hf synthetic demo corpus (espeak-ng, RAVDESS layout)",
         license=DEMO_LICENSE,
         default_data_dir="data/demo",
-        label_sets=None,
+        label_sets=RAVDESS_LABEL_SETS,
+        default_label_set=RAVDESS_DEFAULT_LABEL_SET,
+        emotion_label_set="8",
         limitations=(
             "Trained and evaluated on a synthetic demo corpus: 24 espeak-ng formant-synthesiser voices saying "
             "two fixed English sentences, with the 8 RAVDESS emotions rendered as prosody settings (speaking "
@@ -177,6 +202,7 @@ _SPECS = (
         default_data_dir=None,
         label_sets=CREMAD_LABEL_SETS,
         default_label_set=CREMAD_DEFAULT_LABEL_SET,
+        emotion_label_set="6",
         limitations=(
             "Trained and evaluated on CREMA-D: 91 actors (48 male, 43 female, aged 20-74, of several races and "
             "ethnicities) speaking 12 fixed English sentences in 6 acted emotions. Emotion levels (low, medium, "

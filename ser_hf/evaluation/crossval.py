@@ -31,6 +31,9 @@ from ser_hf.training.output_dir import finished_run
 logger = logging.getLogger(__name__)
 
 METRICS = ("ua", "wa", "macro_f1")
+# Scores a fold may carry beside its emotion scores, summarised the same way over folds: the intensity head of
+# `--task multitask`, and an emotion x intensity model read as bare emotions (each has its own label_names).
+SIDE_SCORES = ("intensity", "emotions")
 CV_RESULTS_FILE = "crossval_results.json"
 CV_TABLE_FILE = "crossval_results.md"
 
@@ -165,8 +168,8 @@ def summarize(fold_results, label_names, baseline=None):
     Returns:
         dict with `folds` (one row per fold), `summary` (mean/std per metric), `pooled` (metrics of the summed
         confusion matrix: every clip scored once by the model that never saw its speaker), the same for
-        `baseline` when given, and `calibration` (ECE mean/std over folds, pooled ECE and bins) when every fold
-        has it.
+        `baseline` when given, `calibration` (ECE mean/std over folds, pooled ECE and bins) when every fold
+        has it, and `intensity` / `emotions` (`SIDE_SCORES`: folds, summary, pooled) when every fold has them.
     """
     folds = sorted(fold_results)
     rows = [{"fold": k, "speakers": fold_results[k].get("speakers", []),
@@ -180,12 +183,25 @@ def summarize(fold_results, label_names, baseline=None):
             row["ece"] = float(fold_results[row["fold"]]["ece"])
         bins = pool_bins([fold_results[k]["calibration"]["bins"] for k in folds])
         report["calibration"] = {**mean_std(rows, ("ece",))["ece"], "pooled_ece": ece_from_bins(bins), "bins": bins}
+    for key in SIDE_SCORES:
+        if all(fold_results[k].get(key) for k in folds):
+            report[key] = _summarize_side_scores({k: fold_results[k][key] for k in folds})
     if baseline:
         shared = [k for k in folds if k in baseline]
         base_rows = [{"fold": k, **{m: float(baseline[k][m]) for m in METRICS}} for k in shared]
         report["baseline"] = {"name": "SVM on MFCC + prosody statistics", "folds": base_rows,
                               "summary": mean_std(base_rows) if base_rows else {}}
     return report
+
+
+def _summarize_side_scores(per_fold):
+    """{fold: metrics with label_names} -> per-fold rows, mean +- std and the pooled metrics of their clips."""
+    names = next(iter(per_fold.values()))["label_names"]
+    rows = [{"fold": k, "num_examples": int(m["num_examples"]), **{name: float(m[name]) for name in METRICS}}
+            for k, m in sorted(per_fold.items())]
+    pooled_cm = np.sum([m["confusion_matrix"] for m in per_fold.values()], axis=0).astype(int).tolist()
+    return {"labels": list(names), "folds": rows, "summary": mean_std(rows),
+            "pooled": compute_ser_metrics_from_confusion(pooled_cm, names)}
 
 
 def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16):

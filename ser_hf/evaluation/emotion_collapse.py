@@ -3,12 +3,11 @@
 A 21-label CREMA-D model ("angry_hi", ..., "neutral_xx") or a RAVDESS/demo model on emotion_intensity labels
 ("happy_strong") predicts an emotion too: its label's emotion. Scoring those collapsed predictions on the emotions
 gives the UA that stands beside a 6- or 8-emotion model and a `--task multitask` model on the same folds.
-Read from what every run writes: fold_k/predictions_<split>.csv (true, predicted per clip).
+A run on such labels records these scores under "emotions" in ser_results.json and on its card; a cross-validation
+reports their mean +- std over folds.
 """
 
-import csv
-
-from ser_hf.evaluation.crossval import fold_dir, mean_std
+from ser_hf.corpora import get_corpus
 from ser_hf.evaluation.metrics import compute_ser_metrics
 
 
@@ -34,31 +33,27 @@ def collapsed_metrics(true, predicted, emotions):
         emotions: the emotion names, in the order the confusion matrix takes.
 
     Returns:
-        `compute_ser_metrics` output plus num_examples.
+        `compute_ser_metrics` output plus num_examples and label_names (the emotions).
     """
     emotions = list(emotions)
     ids = {name: i for i, name in enumerate(emotions)}
     metrics = compute_ser_metrics([ids[emotion_of(p, emotions)] for p in predicted],
                                   [ids[emotion_of(t, emotions)] for t in true], emotions)
     metrics["num_examples"] = len(true)
+    metrics["label_names"] = emotions
     return metrics
 
 
-def collapsed_cv(root, folds, emotions, split="validation"):
-    """Every fold of a cross-validation scored on emotions, and their mean and std over folds.
+def add_collapsed_scores(results, predictions, corpus, label_set):
+    """Add "emotions" (`collapsed_metrics`) to each split's results when the run's labels are emotion x intensity.
 
     Args:
-        root: a `ser-hf cv` output dir.
-        folds: the folds to read (each fold_k/predictions_<split>.csv).
-        emotions: the emotion names.
-        split: the held-out split.
-
-    Returns:
-        {"folds": {fold: metrics}, "summary": {metric: {"mean", "std"}}}
+        results: {split: metrics}, changed in place.
+        predictions: {split: per-clip rows with "true" and "predicted" label names}.
+        corpus, label_set: the run's `DataArguments.corpus` and `.labels` (CREMA-D 21 and RAVDESS/demo 15 are
+            emotion x intensity; any other set is left as it is).
     """
-    per_fold = {}
-    for fold in folds:
-        with open(fold_dir(root, fold) / f"predictions_{split}.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        per_fold[fold] = collapsed_metrics([r["true"] for r in rows], [r["predicted"] for r in rows], emotions)
-    return {"folds": per_fold, "summary": mean_std(list(per_fold.values()), ("ua", "wa", "macro_f1"))}
+    emotions = get_corpus(corpus).emotions(label_set)
+    for split, rows in predictions.items() if emotions else ():
+        results[split]["emotions"] = collapsed_metrics([r["true"] for r in rows], [r["predicted"] for r in rows],
+                                                       emotions)

@@ -41,6 +41,14 @@ def markdown_table(report):
         cal = report["calibration"]
         lines.append(f"\nCalibration of the pipeline's top score: ECE {_pct(cal['mean'])} +- {_pct(cal['std'])} % over "
                      f"folds, {_pct(cal['pooled_ece'])} % pooled over all held-out clips (reliability_diagram.png).")
+    for key, what in (("emotions", "Scored as emotions (the emotion x intensity labels read as their emotion)"),
+                      ("intensity", "Intensity head (clips with an intensity)")):
+        if key in report:
+            side = report[key]
+            lines.append(f"\n{what}: UA {mean(side['summary'], 'ua')} % over folds "
+                         f"({', '.join(_pct(row['ua']) for row in side['folds'])}), pooled UA {_pct(side['pooled']['ua'])} "
+                         f"% on {sum(row['num_examples'] for row in side['folds'])} clips "
+                         f"(chance UA {_pct(side['pooled']['chance_ua'])} %).")
     pooled = report["pooled"]
     lines.append(f"\nPooled over all held-out clips: UA {_pct(pooled['ua'])} %, WA {_pct(pooled['wa'])} %, "
                  f"macro-F1 {_pct(pooled['macro_f1'])} % (chance UA {_pct(pooled['chance_ua'])} %, "

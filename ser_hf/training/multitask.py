@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ser_hf.config import UsageError
+from ser_hf.corpora import get_corpus
 from ser_hf.corpora.intensity import IGNORE_INDEX, intensity_id, intensity_names
 from ser_hf.training.trainer import NonFiniteError, SERTrainer
 
@@ -51,12 +52,13 @@ def check_multitask_data(data_args):
         data_args: the resolved `DataArguments`.
 
     Raises:
-        UsageError: CREMA-D with its 21 emotion x level labels (the emotion head would already predict the
-            level: use --labels 6).
+        UsageError: emotion x intensity labels (CREMA-D's 21, RAVDESS's 15): the emotion head would already
+            predict the level (use the emotion labels: CREMA-D --labels 6, RAVDESS --labels 8).
     """
-    if data_args.corpus == "cremad" and str(data_args.labels) != "6":
-        raise UsageError("--task multitask with CREMA-D --labels 21: the labels already hold the level; use "
-                         "--labels 6 (the intensity head learns the level)")
+    spec = get_corpus(data_args.corpus)
+    if spec.emotions(data_args.labels) is not None:
+        raise UsageError(f"--task multitask with {spec.display_name} --labels {data_args.labels}: the labels already "
+                         f"hold the intensity; use --labels {spec.emotion_label_set} (the intensity head learns it)")
 
 
 def mark_intensity(splits, corpus, rows_for_names=None):
@@ -74,12 +76,17 @@ def mark_intensity(splits, corpus, rows_for_names=None):
         UsageError: no training clip has an intensity.
     """
     names = intensity_names(corpus, rows_for_names if rows_for_names is not None else splits["train"])
-    marked = {split: [{**row, "intensity_label": intensity_id(row, names)} for row in rows]
-              for split, rows in splits.items()}
+    marked = with_intensity_ids(splits, names)
     if not names or all(row["intensity_label"] == IGNORE_INDEX for row in marked["train"]):
         raise UsageError(f"--task multitask: no training clip of corpus {corpus!r} has an intensity (RAVDESS, the "
                          "demo, CREMA-D --labels 6, or a manifest with an intensity column have one)")
     return marked, names
+
+
+def with_intensity_ids(splits, names):
+    """Rows with an "intensity_label" id in `names` (IGNORE_INDEX where a clip has none): {split: rows}."""
+    return {split: [{**row, "intensity_label": intensity_id(row, names)} for row in rows]
+            for split, rows in splits.items()}
 
 
 def attach_intensity_head(model, names):

@@ -8,7 +8,7 @@ import pytest
 
 from ser_hf.corpora import CORPORA, CorpusSpec, corpus_names, get_corpus
 from ser_hf.corpora.cremad import CREMAD_EMOTIONS, CREMAD_LABELS_21, CREMAD_LICENSE
-from ser_hf.corpora.ravdess import RAVDESS_LICENSE
+from ser_hf.corpora.ravdess import RAVDESS_LABELS_15, RAVDESS_LICENSE
 from ser_hf.data.prepare import load_corpus
 from ser_hf.labels import RAVDESS_EMOTIONS
 from tests.conftest import make_ravdess_tree, write_tone
@@ -18,7 +18,7 @@ NAMES = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
 
 def _data_args(**fields):
     """The DataArguments fields the loaders read, without the argument parser."""
-    defaults = dict(corpus="ravdess", data_dir="data/ravdess", download=False, demo_seed=0, labels=21, manifest=None,
+    defaults = dict(corpus="ravdess", data_dir="data/ravdess", download=False, demo_seed=0, labels=None, manifest=None,
                     dataset_name=None, dataset_config_name=None, dataset_split="train", audio_column="audio",
                     label_column="label", speaker_column=None)
     return SimpleNamespace(**{**defaults, **fields})
@@ -54,11 +54,25 @@ def test_label_sets_and_their_default():
     assert cremad.resolve_label_set() == "21" and cremad.resolve_label_set(6) == "6" == cremad.resolve_label_set("6")
     with pytest.raises(ValueError, match="21, 6"):
         cremad.resolve_label_set(7)
-    for name in ("ravdess", "demo", "manifest", "audiofolder", "hub"):
+    # The 21 labels collapse to the 6 emotions; the 6 collapse to nothing.
+    assert cremad.emotions() == CREMAD_EMOTIONS == cremad.emotions(21) and cremad.emotions("6") is None
+    for name in ("ravdess", "demo"):
+        spec = get_corpus(name)
+        assert spec.label_set_names == ("8", "15") and spec.default_label_set == "8"
+        assert spec.label_sets["8"] == RAVDESS_EMOTIONS and spec.label_sets["15"] == RAVDESS_LABELS_15
+        assert spec.emotions() is None and spec.emotions(15) == RAVDESS_EMOTIONS
+    for name in ("manifest", "audiofolder", "hub"):
         spec = get_corpus(name)
         assert spec.label_sets is None and spec.default_label_set is None and spec.label_set_names == ()
+        assert spec.emotions() is None
         with pytest.raises(ValueError, match="no label sets"):
             spec.resolve_label_set()
+
+
+def test_ravdess_15_labels_are_emotion_x_intensity_with_neutral_at_normal_only():
+    assert len(RAVDESS_LABELS_15) == len(set(RAVDESS_LABELS_15)) == 15
+    assert RAVDESS_LABELS_15[:3] == ("neutral_normal", "calm_normal", "calm_strong")
+    assert "neutral_strong" not in RAVDESS_LABELS_15
 
 
 def test_specs_cannot_be_changed():
@@ -78,6 +92,9 @@ def test_load_corpus_looks_the_loader_up(tmp_path):
     rows, labels = load_corpus(_data_args(corpus="ravdess", data_dir=str(tmp_path / "ravdess")))
     assert labels == list(RAVDESS_EMOTIONS) and len(rows) == 16
     assert all(row["label"] == row["emotion"] for row in rows)
+    rows, labels = load_corpus(_data_args(corpus="ravdess", data_dir=str(tmp_path / "ravdess"), labels="15"))
+    assert labels == list(RAVDESS_LABELS_15) and len(rows) == 16
+    assert all(row["label"] == f"{row['emotion']}_{row['intensity']}" in labels for row in rows)
 
     for code in ("ANG", "NEU"):
         write_tone(tmp_path / "cremad" / f"1001_IEO_{code}_{'XX' if code == 'NEU' else 'HI'}.wav", 0.2, 200, seed=0)

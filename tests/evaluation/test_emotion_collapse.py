@@ -1,11 +1,11 @@
 """Emotion x intensity predictions scored as emotions (flat 21-/15-label models beside 6-/8-emotion ones)."""
 
-import csv
-
 import pytest
 
 from ser_hf.corpora.cremad import CREMAD_EMOTIONS, CREMAD_LABELS_21
-from ser_hf.evaluation.emotion_collapse import collapsed_cv, collapsed_metrics, emotion_of
+from ser_hf.evaluation.crossval import summarize
+from ser_hf.evaluation.emotion_collapse import collapsed_metrics, emotion_of
+from ser_hf.reporting.crossval_report import markdown_table
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 
@@ -26,14 +26,20 @@ def test_a_wrong_level_of_the_right_emotion_counts_as_right():
     assert metrics["num_examples"] == 4
 
 
-def test_collapsed_cv_reads_each_fold_and_gives_the_spread(tmp_path):
-    for fold, predicted in ((0, ["happy_strong", "sad_normal"]), (2, ["happy_normal", "happy_strong"])):
-        (tmp_path / f"fold_{fold}").mkdir()
-        with open(tmp_path / f"fold_{fold}" / "predictions_validation.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, ["path", "true", "predicted"])
-            writer.writeheader()
-            for i, (t, p) in enumerate(zip(["happy_normal", "sad_strong"], predicted)):
-                writer.writerow({"path": f"{i}.wav", "true": t, "predicted": p})
-    result = collapsed_cv(tmp_path, [0, 2], RAVDESS_EMOTIONS)
-    assert result["folds"][0]["ua"] == 1.0 and result["folds"][2]["ua"] == 0.5
-    assert result["summary"]["ua"] == {"mean": 0.75, "std": 0.25}
+def test_a_cross_validation_reports_collapsed_emotions_and_intensity_over_folds():
+    # Fold 0: both clips' emotions right (one with the wrong intensity); fold 2: one of two.
+    emotions = {0: collapsed_metrics(["happy_normal", "sad_strong"], ["happy_strong", "sad_normal"], RAVDESS_EMOTIONS),
+                2: collapsed_metrics(["happy_normal", "sad_strong"], ["happy_normal", "happy_strong"], RAVDESS_EMOTIONS)}
+    assert emotions[0]["ua"] == 1.0 and emotions[2]["ua"] == 0.5
+    fold = {"ua": 0.5, "wa": 0.5, "macro_f1": 0.5, "num_examples": 2, "confusion_matrix": [[1, 0], [1, 0]]}
+    report = summarize({k: {**fold, "emotions": m} for k, m in emotions.items()}, ["a", "b"])
+    side = report["emotions"]
+    assert [row["fold"] for row in side["folds"]] == [0, 2] and side["labels"] == list(RAVDESS_EMOTIONS)
+    assert side["summary"]["ua"] == {"mean": 0.75, "std": 0.25}
+    assert side["pooled"]["wa"] == pytest.approx(3 / 4)  # 3 of the 4 clips, pooled over both folds
+    assert "Scored as emotions" in markdown_table(report) and "75.0 +- 25.0 % over folds (100.0, 50.0)" in \
+        markdown_table(report)
+    # A side score that one fold lacks (a fold trained without --task multitask) is not summarised.
+    assert "intensity" not in report
+    mixed = summarize({0: {**fold, "intensity": emotions[0]}, 1: fold}, ["a", "b"])
+    assert "intensity" not in mixed and "Intensity head" not in markdown_table(mixed)

@@ -87,6 +87,17 @@ def test_run_sh_cremad_excludes_bad_files_and_reports_them(cremad_tree, tiny_pre
     card = (output_dir / "README.md").read_text()
     assert "license: odbl" in card and "unreadable" in card and "silent" in card
     assert "Clips per class and split" in card
+    # 21 emotion x level labels are also scored on their 6 emotions (ser_hf/evaluation/emotion_collapse.py).
+    results = json.loads((output_dir / "ser_results.json").read_text())["validation"]
+    if labels == 21:
+        with open(output_dir / "predictions_validation.csv") as handle:
+            rows = list(csv.DictReader(handle))
+        right = [row["true"].split("_")[0] == row["predicted"].split("_")[0] for row in rows]
+        assert results["emotions"]["wa"] == pytest.approx(sum(right) / len(rows))
+        assert results["emotions"]["label_names"] == list(cremad_labels(6))
+        assert "## Scored as emotions" in card and "scored as emotions (validation)" in proc.stdout
+    else:
+        assert "emotions" not in results and "Scored as emotions" not in card
 
 
 def test_strict_stops_before_training_naming_the_files(cremad_tree, tmp_path):

@@ -1,5 +1,6 @@
 """End-to-end --task multitask on a tiny generated CREMA-D-shaped corpus: XX clips masked, intensity metrics in the
-results and on the card, a plain emotion checkpoint with the head beside it, predict's intensity column."""
+results and on the card, a plain emotion checkpoint with the head beside it (temperature scaling folded into the
+emotion classifier only), `ser-hf evaluate` scoring the head as training did, predict's intensity column."""
 
 import csv
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from ser_hf.commands.evaluate import evaluate
 from ser_hf.commands.predict import main as predict_main
 from ser_hf.commands.train import train
 from tests.conftest import TINY_ENCODER, write_tone
@@ -40,7 +42,7 @@ def test_multitask_run_masks_xx_and_reports_intensity(small_cremad, tmp_path, ca
                      "--save_strategy", "no", "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
                      "--dataloader_num_workers", "0", "--report_to", "none", "--use_cpu", "true",
                      "--auto_mixed_precision", "false", "--max_duration_seconds", "0.5",
-                     "--scan_workers", "1"])
+                     "--scan_workers", "1", "--temperature_scaling", "true"])
     intensity = results["validation"]["intensity"]
     # 2 held-out actors: 5 emotions x 3 levels scored; each actor's 6 DFA XX clips and neutral IEO XX left out.
     assert intensity["num_examples"] == 30 and intensity["num_without_intensity"] == 14
@@ -52,6 +54,14 @@ def test_multitask_run_masks_xx_and_reports_intensity(small_cremad, tmp_path, ca
     with safe_open(str(out / "model.safetensors"), "pt") as weights:
         assert not [key for key in weights.keys() if "intensity" in key]  # the emotion checkpoint stays plain
     assert (out / "intensity_head.safetensors").is_file() and (out / "intensity_config.json").is_file()
+    assert json.loads((out / "config.json").read_text())["calibration_temperature"] > 0
+
+    # The saved model and head, evaluated afresh, give the scores training reported (emotion and intensity).
+    evaluated = evaluate(["--model", str(out), "--output_dir", str(tmp_path / "evaluation")])
+    assert evaluated["validation"]["ua"] == pytest.approx(results["validation"]["ua"])
+    assert evaluated["validation"]["intensity"]["ua"] == pytest.approx(intensity["ua"])
+    assert evaluated["validation"]["intensity"]["confusion_matrix"] == intensity["confusion_matrix"]
+    assert "intensity (validation): UA" in capsys.readouterr().out
 
     capsys.readouterr()
     files = [small_cremad / "1001_IEO_ANG_HI.wav", small_cremad / "1002_DFA_SAD_XX.wav"]

@@ -67,10 +67,14 @@ def test_mark_intensity_refuses_a_corpus_without_intensities():
     assert [row["intensity_label"] for row in marked["train"]] == [2, IGNORE_INDEX] and names[2] == "high"
 
 
-def test_cremad_21_labels_refused_for_multitask():
+def test_emotion_x_intensity_labels_refused_for_multitask():
     with pytest.raises(UsageError, match="--labels 6"):
         check_multitask_data(DataArguments(corpus="cremad", data_dir="x", labels="21"))
     check_multitask_data(DataArguments(corpus="cremad", data_dir="x", labels="6"))
+    for corpus in ("ravdess", "demo"):
+        with pytest.raises(UsageError, match="--labels 8"):
+            check_multitask_data(DataArguments(corpus=corpus, data_dir="x", labels="15"))
+        check_multitask_data(DataArguments(corpus=corpus, data_dir="x", labels="8"))
     with pytest.raises(UsageError, match="probe"):
         SERTrainingArguments("out", task="multitask", probe=True, use_cpu=True)
 
