@@ -29,16 +29,13 @@ from ser_hf.data.pseudo_pool import check_pool_isolation, pool_rows, scan_pool
 from ser_hf.data.scan import report_markdown
 from ser_hf.evaluation.prediction import RESULTS_FILE
 from ser_hf.evaluation.pseudo_labels import (
-    pseudo_label_summary, score_pool, select_confident, training_rows, write_pseudo_labels_csv,
+    ROUND_DIR, pseudo_label_summary, score_pool, select_confident, training_rows, write_pseudo_labels_csv,
 )
 from ser_hf.reporting.pseudo_report import pseudo_card_section, write_pseudo_report
 from ser_hf.training.checkpoints import resolve_resume
 from ser_hf.training.output_dir import finished_run
 
 logger = logging.getLogger("ser_hf")
-
-ROUND_DIR = "pseudo_round_{}"
-
 
 @dataclass
 class PseudoRound:

@@ -25,6 +25,7 @@ from ser_hf.data.prepare import audio_loader, build_datasets, exclude_bad_audio,
 from ser_hf.evaluation.calibration import calibration_from_rows, ece_from_bins, pool_bins
 from ser_hf.evaluation.metrics import compute_ser_metrics, compute_ser_metrics_from_confusion
 from ser_hf.evaluation.prediction import RESULTS_FILE, load_trained, predict_probabilities, score_probabilities
+from ser_hf.evaluation.pseudo_labels import has_rounds_to_resume
 from ser_hf.training.checkpoints import latest_intact_checkpoint
 from ser_hf.training.output_dir import finished_run
 
@@ -69,7 +70,8 @@ def fold_command(config, args, fold, output_dir, launcher=None):
     start = shlex.split(launcher) if launcher else [sys.executable]
     command = [*start, "-m", "ser_hf.cli", "train", *([str(config)] if config else []), *args,
                "--fold", str(fold), "--output_dir", str(output_dir)]
-    if latest_intact_checkpoint(output_dir) is not None:
+    # An interrupted fold resumes: from its checkpoint, or (pseudo-labels) from its finished or saved rounds.
+    if latest_intact_checkpoint(output_dir) is not None or has_rounds_to_resume(output_dir):
         command += ["--resume", "true"]
     return command
 

@@ -16,6 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from ser_hf.evaluation.inference import classify_files, load_classifier
+from ser_hf.evaluation.prediction import RESULTS_FILE
+from ser_hf.training.checkpoints import latest_intact_checkpoint
+from ser_hf.training.output_dir import finished_run
+
+# Where a pseudo-labelled run keeps its rounds before the last (the last is the output dir itself).
+ROUND_DIR = "pseudo_round_{}"
+
+
+def round_worth_keeping(round_dir):
+    """Whether an intermediate round finished (model and results written) or saved an intact checkpoint."""
+    round_dir = Path(round_dir)
+    return (finished_run(round_dir) and (round_dir / RESULTS_FILE).is_file()) or \
+        latest_intact_checkpoint(round_dir) is not None
+
+
+def has_rounds_to_resume(output_dir):
+    """Whether a run's output dir holds an intermediate pseudo-label round that a resume would reuse or continue.
+
+    A run killed early in its last round has no checkpoint in its output dir yet, but its finished round 0 is
+    worth hours: cross-validation resumes such a fold instead of retraining round 0.
+    """
+    return any(round_worth_keeping(d) for d in Path(output_dir).glob(ROUND_DIR.format("*")) if d.is_dir())
 
 
 def score_pool(model_dir, pool, batch_size=16, device=None):

@@ -65,6 +65,13 @@ def test_fold_command_resumes_only_where_a_checkpoint_is_intact(tmp_path, traine
     for checkpoint in interrupted.glob("checkpoint-*"):
         (checkpoint / "optimizer.pt").unlink()
     assert "--resume" not in fold_command("c.yaml", [], 1, interrupted)
+    # A pseudo-labelled fold killed in its last round before any checkpoint there: round 0 is kept, not retrained.
+    pseudo = tmp_path / "fold_3"
+    shutil.copytree(trained, pseudo / "pseudo_round_0")
+    assert fold_command("c.yaml", [], 3, pseudo)[-2:] == ["--resume", "true"]
+    for checkpoint in (pseudo / "pseudo_round_0").glob("checkpoint-*"):
+        (checkpoint / "optimizer.pt").unlink()
+    assert "--resume" not in fold_command("c.yaml", [], 3, pseudo)
 
 
 def _crossval_args(data_dir, output_dir):

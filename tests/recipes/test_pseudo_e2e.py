@@ -6,6 +6,7 @@ import json
 import pytest
 
 from ser_hf.commands.train import train
+from ser_hf.labels import RAVDESS_EMOTIONS
 from ser_hf.reporting.hub import files_to_upload
 from tests.conftest import TINY_ENCODER, write_tone
 
@@ -71,3 +72,18 @@ def test_a_pool_fold_round_without_clips_reproduces_round_zero(ravdess_tree, tmp
     assert round1["results"] == round0["results"]
     assert "accuracy_pool" in round1["summary"]  # the held-back labels score the labeling model
     assert "fold 1's speakers" in (out / "README.md").read_text()
+
+
+def test_a_probe_labels_the_pool_through_its_own_cache(ravdess_tree, tmp_path):
+    # Pool tones at the frequencies of make_ravdess_tree's first six emotions: a probe that learned the tones must
+    # label each pool clip with its emotion, the pool's clips going through the same encoder-feature cache.
+    pool = tmp_path / "unlabeled"
+    for i in range(6):
+        write_tone(pool / f"street_{i}.wav", 0.6 + 0.1 * i, 240 + 90 * i, seed=900 + i)
+    out = tmp_path / "run"
+    train(_argv(ravdess_tree, out, "--unlabeled_dir", str(pool), "--pseudo_threshold", "0.1", "--probe", "true"))
+    with open(out / "pseudo_labels_round_1.csv") as handle:
+        labels = {row["path"]: row["label"] for row in csv.DictReader(handle)}
+    assert labels == {f"street_{i}.wav": emotion for i, emotion in enumerate(RAVDESS_EMOTIONS[:6])}
+    assert (out / "probe_results.json").is_file() and (out / "pseudo_round_0" / "probe_results.json").is_file()
+    assert json.loads((out / "pseudo_rounds.json").read_text())["rounds"][1]["added"] == 6
