@@ -113,10 +113,9 @@ class CorpusSpec:
 
 def _with_ravdess_labels(rows: list[dict], label_set) -> tuple[list[dict], list[str]]:
     """RAVDESS-layout rows labelled from the set `label_set` ("8": "happy", "15": "happy_strong")."""
-    names = RAVDESS_LABEL_SETS[str(label_set or RAVDESS_DEFAULT_LABEL_SET)]
-    if names is RAVDESS_LABEL_SETS["8"]:
-        return [{**row, "label": row["emotion"]} for row in rows], list(names)
-    return [{**row, "label": f"{row['emotion']}_{row['intensity']}"} for row in rows], list(names)
+    key = str(label_set or RAVDESS_DEFAULT_LABEL_SET)
+    label = (lambda row: row["emotion"]) if key == "8" else (lambda row: f"{row['emotion']}_{row['intensity']}")
+    return [{**row, "label": label(row)} for row in rows], list(RAVDESS_LABEL_SETS[key])
 
 
 def _load_ravdess(data_args) -> tuple[list[dict], list[str]]:
