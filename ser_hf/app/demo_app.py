@@ -9,7 +9,10 @@ window also gets its emotion timeline (`emotion_timeline`, drawn under the wavef
     demo.launch(server_name="127.0.0.1")
 """
 
+import atexit
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ser_hf.app.examples import example_label
@@ -22,6 +25,17 @@ from ser_hf.reporting.timeline_report import save_timeline
 # elem_id of the result line: what a user reads first, and what the browser tests read.
 RESULT_ID = "ser-result"
 TABLE_HEADERS = ["start (s)", "end (s)", "emotion", "score"]
+# The figure the app draws per request, and Gradio's own copies of uploads and outputs, are deleted once this old:
+# an app left running for weeks must not fill the disk.
+CACHE_SECONDS = 3600
+
+
+def prune_old_results(work_dir, max_age_seconds=CACHE_SECONDS):
+    """Delete the request folders under `work_dir` last modified more than `max_age_seconds` ago."""
+    cutoff = time.time() - max_age_seconds
+    for folder in Path(work_dir).iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < cutoff:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def analyse_file(classifier, path, work_dir, top_k=3, window_seconds=WINDOW_SECONDS,
@@ -74,21 +88,23 @@ def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, o
         title: page title and heading.
 
     Returns:
-        gr.Blocks, with analytics off (no request leaves the machine).
+        gr.Blocks, with analytics off (no request leaves the machine) and files older than `CACHE_SECONDS` deleted.
     """
     import gradio as gr
 
     work = Path(tempfile.mkdtemp(prefix="ser_hf_app_"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
 
     def run(path):
         if not path:  # cleared
             return "", None, None, gr.update(value=None, visible=False)
+        prune_old_results(work)
         shown = analyse_file(classifier, path, tempfile.mkdtemp(dir=work), top_k, window_seconds, overlap_seconds,
                              silence_dbfs)
         return shown["message"], shown["scores"], shown["image"], gr.update(value=shown["windows"] or None,
                                                                             visible=bool(shown["windows"]))
 
-    with gr.Blocks(title=title, analytics_enabled=False) as demo:
+    with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
         gr.Markdown(f"# {title}\nUpload or record speech: the model's top emotions, the waveform and, for a file "
                     f"longer than {window_seconds:g} s, an emotion timeline ({window_seconds:g} s windows every "
                     f"{window_seconds - overlap_seconds:g} s; quiet windows are marked silence).")

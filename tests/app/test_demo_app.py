@@ -1,11 +1,14 @@
 """The app's logic without a browser: what it shows for a file, its examples, the command's refusals."""
 
+import os
+import time
+
 import numpy as np
 import pytest
 import soundfile as sf
 from matplotlib.image import imread
 
-from ser_hf.app.demo_app import analyse_file, build_app
+from ser_hf.app.demo_app import CACHE_SECONDS, analyse_file, build_app, prune_old_results
 from ser_hf.app.examples import demo_examples, example_label, long_example
 from ser_hf.commands import app as app_command
 from ser_hf.data.audio import SAMPLE_RATE
@@ -61,6 +64,18 @@ def test_the_blocks_wire_one_handler_with_analytics_off(classifier, tmp_path):
     [handler] = [fn for fn in demo.fns.values() if fn.name == "run"]
     message, scores, image, table = handler.fn(str(clip))
     assert message.startswith("Top emotion: **sad**") and len(scores) == 2 and table["visible"] is False
+    assert demo.delete_cache == (CACHE_SECONDS, CACHE_SECONDS)  # Gradio's copies of uploads and outputs expire
+
+
+def test_request_folders_older_than_the_cache_age_are_deleted(tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "timeline.png").write_bytes(b"png")
+    two_hours_ago = time.time() - 2 * CACHE_SECONDS
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    prune_old_results(tmp_path)
+    assert not old.exists() and (new / "timeline.png").is_file()
 
 
 def _demo_tree(root):
