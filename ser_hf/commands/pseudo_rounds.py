@@ -16,7 +16,6 @@ own mistakes (confirmation bias) more than one trained afresh.
 import copy
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +23,7 @@ from typing import Callable
 from transformers import set_seed
 
 from ser_hf.config import UsageError
+from ser_hf.corpora.files import corpus_relative
 from ser_hf.data.prepare import load_corpus, prepare_splits
 from ser_hf.data.pseudo_pool import check_pool_isolation, pool_rows, scan_pool
 from ser_hf.data.scan import report_markdown
@@ -87,7 +87,7 @@ def prepare_pool(data_args, training_args):
     logger.info("Pseudo-label pool: %d files, %d kept after the audio scan", len(pool), len(kept))
     # The report goes out with the model: paths relative to the pool's folder, as in the run's other reports.
     root = data_args.unlabeled_dir or data_args.data_dir
-    scan = {**scan, "files": [{**f, "path": os.path.relpath(f["path"], root)} for f in scan["files"]]}
+    scan = {**scan, "files": [{**f, "path": corpus_relative(f["path"], root)} for f in scan["files"]]}
     return kept, {"description": _pool_description(data_args, pool), "files": len(pool),
                   "excluded_by_scan": scan["n_excluded"], "scan": scan}
 

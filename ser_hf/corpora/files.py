@@ -30,6 +30,16 @@ DUPLICATES = "duplicate clips (same name in another folder)"
 _EXAMPLES = 3  # file names shown per skip category
 
 
+def corpus_relative(path, root):
+    """`path` relative to the corpus folder `root`, for the reports pushed with a model.
+
+    Both sides are resolved first: the loaders resolve symlinks in clip paths, so a `data_dir` that is itself a
+    link (data -> /mnt/corpora) would otherwise give "../../mnt/corpora/..." paths that differ from run to run and
+    that `ser-hf compare` would not match.
+    """
+    return os.path.relpath(os.path.realpath(path), os.path.realpath(root))
+
+
 def walk_files(root, skip_dirs=()):
     """Yield every file below `root` in sorted order, following folder symlinks without looping.
 

@@ -12,6 +12,7 @@ from datasets import Dataset, DatasetDict
 from ser_hf.config import UsageError
 from ser_hf.corpora import get_corpus
 from ser_hf.corpora.emobox import EMOBOX_REPOSITORY, emobox_fold_name, emobox_folds
+from ser_hf.corpora.files import corpus_relative
 from ser_hf.corpora.manifest import labels_from_rows, load_user_splits
 from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds, decode_16k_mono
 from ser_hf.data.audio_cache import AUDIO_CACHE_DIRNAME, DecodedAudioCache
@@ -270,7 +271,7 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
         else:
             logger.info("Audio scan: all %d files decode cleanly", len(paths))
         # The report is pushed with the model: paths relative to the corpus, as in the predictions CSV.
-        files = [{**f, "path": os.path.relpath(f["path"], data_dir)} for f in report["files"]]
+        files = [{**f, "path": corpus_relative(f["path"], data_dir)} for f in report["files"]]
         Path(report_dir).mkdir(parents=True, exist_ok=True)
         write_data_report({**report, "files": files}, Path(report_dir) / "data_report.json")
     if data_args.strict:

@@ -5,12 +5,12 @@ speaker, true, predicted, confidence. Used after every training run and by `reci
 """
 
 import json
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from ser_hf.corpora.files import corpus_relative
 from ser_hf.evaluation.metrics import compute_ser_metrics
 
 
@@ -93,7 +93,7 @@ def write_error_analysis(rows, label_names, path, data_dir=None, top=10):
     """
     analysis = error_analysis(rows, label_names, top)
     if data_dir is not None:
-        analysis["confidently_wrong"] = [{**row, "path": os.path.relpath(row["path"], data_dir)}
+        analysis["confidently_wrong"] = [{**row, "path": corpus_relative(row["path"], data_dir)}
                                          for row in analysis["confidently_wrong"]]
     Path(path).write_text(json.dumps(analysis, indent=2))
     return Path(path), analysis

@@ -10,11 +10,11 @@ Scoring is the pipeline-faithful batched inference (`classify_files`): the pseud
 """
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ser_hf.corpora.files import corpus_relative
 from ser_hf.evaluation.inference import classify_files, load_classifier
 from ser_hf.evaluation.prediction import RESULTS_FILE
 from ser_hf.training.checkpoints import latest_intact_checkpoint
@@ -122,7 +122,7 @@ def write_pseudo_labels_csv(scored, threshold, path, relative_to=None):
         writer.writerow(columns)
         for row in scored:
             added = row["error"] is None and row["confidence"] >= threshold
-            values = [os.path.relpath(row["path"], relative_to) if relative_to else row["path"], row["label"] or "",
+            values = [corpus_relative(row["path"], relative_to) if relative_to else row["path"], row["label"] or "",
                       "" if row["confidence"] is None else f"{row['confidence']:.4f}", int(added), row["error"] or ""]
             writer.writerow(values + ([row.get("held_back_label", "")] if held_back else []))
     return Path(path)

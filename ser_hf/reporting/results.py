@@ -2,10 +2,10 @@
 
 import csv
 import json
-import os
 from pathlib import Path
 
 from ser_hf.corpora import get_corpus
+from ser_hf.corpora.files import corpus_relative
 from ser_hf.evaluation.error_analysis import format_error_analysis, write_error_analysis
 from ser_hf.evaluation.prediction import RESULTS_FILE
 from ser_hf.reporting.calibration_report import calibration_section
@@ -24,7 +24,7 @@ def write_predictions_csv(rows, path, data_dir):
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "speaker", "true", "predicted", "confidence"])
         writer.writeheader()
-        writer.writerows({**row, "path": os.path.relpath(row["path"], data_dir)} for row in rows)
+        writer.writerows({**row, "path": corpus_relative(row["path"], data_dir)} for row in rows)
     return Path(path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ser_hf.corpora import files
-from ser_hf.corpora.files import DUPLICATES, SkippedFiles, walk_files
+from ser_hf.corpora.files import DUPLICATES, SkippedFiles, corpus_relative, walk_files
 
 
 def _touch(path: Path) -> Path:
@@ -60,3 +60,15 @@ def test_one_definition_of_each_shared_constant():
     assert demo.RAVDESS_STATEMENTS is RAVDESS_STATEMENTS
     assert audio.SAMPLE_RATE == demo.SAMPLE_RATE == files.SAMPLE_RATE == 16_000
     assert inference.MIN_SAMPLES is audio.MIN_SAMPLES == 400
+
+
+def test_paths_relative_to_a_linked_corpus_folder_are_the_plain_ones(tmp_path):
+    # data -> /mnt/corpora style: the loaders resolve clip paths, the user's data_dir is the link.
+    real = tmp_path / "disk" / "demo"
+    (real / "Actor_01").mkdir(parents=True)
+    clip = real / "Actor_01" / "a.wav"
+    clip.write_bytes(b"")
+    (tmp_path / "data").symlink_to(tmp_path / "disk")
+    linked = tmp_path / "data" / "demo"
+    assert corpus_relative(clip, linked) == corpus_relative(linked / "Actor_01" / "a.wav", linked) == "Actor_01/a.wav"
+    assert corpus_relative(clip, real) == "Actor_01/a.wav"
