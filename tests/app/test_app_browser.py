@@ -107,7 +107,10 @@ def _upload_and_read(browser, url, path):
     browser.get(url)
     [file_input] = WebDriverWait(browser, 60).until(lambda b: b.find_elements(By.CSS_SELECTOR, "input[type=file]"))
     file_input.send_keys(str(path))
-    return WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, RESULT_ID).text.strip() or None)
+    # The Markdown's own text, not the whole component: while an event runs, Gradio's progress tracker
+    # ("processing | 0.0/0.5s") is drawn inside the component too, beside a result that may already be there.
+    message = f"#{RESULT_ID} [data-testid=markdown]"
+    return WebDriverWait(browser, 60).until(lambda b: b.find_element(By.CSS_SELECTOR, message).text.strip() or None)
 
 
 def test_an_uploaded_clip_shows_the_label_predict_gives(server, browser, tone_model, artifacts, tmp_path):
