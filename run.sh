@@ -46,6 +46,25 @@ need_system_packages() {
   fi
 }
 
+# torch as requirements.txt pins it. On Linux without an NVIDIA GPU, PyTorch's CPU wheel (~200 MB) instead of PyPI's
+# CUDA build (several GB), which such a machine cannot use; from PyPI when that index cannot be reached.
+install_torch() {
+  local pin
+  pin=$(grep -E '^torch==' requirements.txt)
+  if "$PY" -c "import sys, torch; sys.exit(torch.__version__.split('+')[0] != '${pin#torch==}')" 2>/dev/null; then
+    return 0
+  fi
+  if [ "$(uname -s)" = Linux ] && ! command -v nvidia-smi >/dev/null 2>&1; then
+    if "$PY" -m pip install -q "$pin" --index-url https://download.pytorch.org/whl/cpu --timeout 20 --retries 1; then
+      log "no NVIDIA GPU found: installed $pin, CPU build ($("$PY" -c 'import torch; print(torch.__version__)' 2>/dev/null))"
+      return 0
+    fi
+    log "PyTorch's CPU wheel index cannot be reached: installing $pin from PyPI (on Linux, the CUDA build: several GB)"
+  fi
+  "$PY" -m pip install -q "$pin"
+  log "installed $pin ($("$PY" -c 'import torch; print(torch.__version__, "CUDA", torch.version.cuda or "none")' 2>/dev/null))"
+}
+
 setup() {
   need_system_packages ffmpeg "$@"
   if [ ! -x "$PY" ]; then
@@ -61,7 +80,14 @@ setup() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing requirements.txt (torch==2.13.0, torchcodec==0.13.0, then ser_hf itself, editable) into $VENV"
     "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -r requirements.txt
+    install_torch
+    # setuptools warns at every editable install that a folder named like the package may shadow it: ours is the
+    # package itself (SER_HF_VERBOSE=1 shows it).
+    if [ -n "${SER_HF_VERBOSE:-}" ]; then
+      "$PY" -m pip install -q -r requirements.txt
+    else
+      PYTHONWARNINGS="ignore:Editable installation" "$PY" -m pip install -q -r requirements.txt
+    fi
     echo "$want" > "$stamp"
   fi
 }
@@ -116,11 +142,13 @@ case "$cmd" in
     "$PY" recipes/finetune.py recipes/configs/demo.yaml "$@"
     log "classical baseline on the same held-out actors (MFCC + prosody statistics, SVM):"
     "$PY" recipes/baseline_svm.py recipes/configs/demo.yaml "$@" --output_dir "${out}_baseline_svm"
-    # A clip the model never heard in training: the first one it was evaluated on.
-    clip=$("$PY" -c 'import csv, json, os, sys; d = sys.argv[1]
-row = next(csv.DictReader(open(os.path.join(d, "predictions_validation.csv"))))
-print(os.path.join(json.load(open(os.path.join(d, "data_args.json")))["data_dir"], row["path"]))' "$out")
-    log "pipeline('audio-classification', model='$out') on one held-out clip ($clip):"
+    # A clip the model never heard in training, with its true label: one it gets right, so the showcase shows the
+    # pipeline working (how often it is right is the UA above).
+    showcase=$("$PY" -c 'import sys; from ser_hf.reporting.results import showcase_clip
+path, true, right, n_right, n = showcase_clip(sys.argv[1])
+print(path); print(f"true label: {true}; the model gets {n_right} of the {n} held-out clips right" + ("" if right else ", none of them this one"))' "$out")
+    clip=$(printf '%s\n' "$showcase" | sed -n 1p)
+    log "pipeline('audio-classification', model='$out') on a held-out clip ($clip), $(printf '%s\n' "$showcase" | sed -n 2p):"
     "$PY" recipes/predict.py "$out" "$clip" --top_k 3
     ;;
   ravdess)

@@ -5,7 +5,6 @@ Three dataclasses, parsed together by `HfArgumentParser` as in transformers' exa
 """
 
 import dataclasses
-import difflib
 import json
 import logging
 import os
@@ -17,6 +16,9 @@ from typing import Literal
 import torch
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+from ser_hf.console import did_you_mean, read_overrides
+from ser_hf.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +34,6 @@ EvalMetric = Literal["loss", "ua", "wa", "macro_f1"]
 EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper"]
 FoldScheme = Literal["ser_hf", "emobox"]
 Task = Literal["emotion", "multitask"]
-
-
-class UsageError(ValueError):
-    """A mistake in the arguments or the config: the commands print it as one line and exit with code 2."""
 
 
 def _check_choices(instance):
@@ -152,10 +150,15 @@ class DataArguments:
     dataset_name: str | None = field(default=None, metadata={"help": "corpus=hub: the dataset id (or a local folder)."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "corpus=hub: the dataset's config."})
     dataset_split: str = field(default="train", metadata={"help": "corpus=hub: the split holding the corpus."})
+    path_column: str = field(
+        default="path", metadata={"help": "corpus=manifest: the column holding each clip's audio path."}
+    )
     audio_column: str = field(default="audio", metadata={"help": "corpus=hub: the audio column."})
-    label_column: str = field(default="label", metadata={"help": "corpus=hub: the label column."})
+    label_column: str = field(default="label", metadata={"help": "corpus=manifest or hub: the label column."})
     speaker_column: str | None = field(
-        default=None, metadata={"help": "corpus=hub: the speaker column (without one, speakers may leak)."}
+        default=None,
+        metadata={"help": "corpus=manifest or hub: the speaker column (manifest default: 'speaker' when the file "
+                  "has one; without speakers the split is stratified and speakers may leak)."},
     )
     download: bool = field(default=True, metadata={"help": "Download the corpus when data_dir does not hold it."})
     n_folds: int = field(default=6, metadata={"help": "Speaker folds (RAVDESS: 6 folds of 4 actors)."})
@@ -214,7 +217,7 @@ class DataArguments:
         default=None,
         metadata={"help": "Pseudo-labels: a folder of unlabeled audio (searched recursively). The trained model "
                   "labels it (after the same audio scan), clips scoring at least pseudo_threshold join the training "
-                  "set, and a fresh model trains again (ser_hf/commands/pseudo_rounds.py). Refused when a file is a "
+                  "set, and a fresh model trains again (ser_hf/experiments/pseudo_rounds.py). Refused when a file is a "
                   "corpus file (same path or bytes) or, by its corpus-style name, an evaluation speaker's; it must "
                   "lie outside data_dir."},
     )
@@ -350,7 +353,7 @@ class SERTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "After training, fit one temperature T on the validation clips' logits (minimum NLL) and "
                   "divide the saved classifier layer by it, so pipeline() scores are softmax(logits / T): better "
-                  "calibrated, same labels, same UA (ser_hf/evaluation/temperature_scaling.py). The card reports "
+                  "calibrated, same labels, same UA (ser_hf/experiments/temperature_scaling.py). The card reports "
                   "ECE before and after; config.json records `calibration_temperature`."},
     )
     resume: bool = field(
@@ -427,12 +430,7 @@ class _Parser(HfArgumentParser):
         raise UsageError(message)
 
 
-def _did_you_mean(name, known):
-    close = difflib.get_close_matches(name, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-# Keys a recipe YAML may hold besides the fields: the hyperparameter search's spaces (ser_hf/evaluation/search.py,
+# Keys a recipe YAML may hold besides the fields: the hyperparameter search's spaces (ser_hf/experiments/search_space.py,
 # `ser-hf search`). Training and every other command ignore them, so one YAML serves both.
 SEARCH_KEYS = ("search_space", "probe_search_space")
 
@@ -455,8 +453,8 @@ def read_config(config_path):
     known = config_fields()
     for key in values:
         if key not in known and key not in SEARCH_KEYS:
-            raise UsageError(f"{config_path}: unknown field {key!r}{_did_you_mean(key, known)}; "
-                             "`python recipes/finetune.py --help` lists every field")
+            raise UsageError(f"{config_path}: unknown field {key!r}{did_you_mean(key, known)}; "
+                             "`ser-hf train --help` lists every field")
     return values
 
 
@@ -487,13 +485,14 @@ def check_folds(data_args, single_fold=True):
                                  "another fold than the evaluated ones")
 
 
-def parse_config(config_path=None, argv=None, single_fold=True):
+def parse_config(config_path=None, argv=None, single_fold=True, prog=None):
     """Read a YAML config, apply command-line overrides, and build the three argument dataclasses.
 
     Args:
         config_path: YAML file whose keys are field names of the three dataclasses, or None.
         argv: command-line arguments (`--field value`), which win over the YAML.
         single_fold: see `check_folds`.
+        prog: the command a mistake's message points at for `--help` (default `python recipes/finetune.py`).
 
     Returns:
         (ModelArguments, DataArguments, SERTrainingArguments)
@@ -502,7 +501,7 @@ def parse_config(config_path=None, argv=None, single_fold=True):
         UsageError: an unknown field, a value outside a field's choices, or contradictory settings, with the fix.
     """
     model_args, data_args, training_args = _parse((ModelArguments, DataArguments, SERTrainingArguments), config_path,
-                                                  argv)
+                                                  argv, prog=prog)
     check_folds(data_args, single_fold)
     return model_args, data_args, training_args
 
@@ -518,7 +517,13 @@ def parse_data_config(config_path=None, argv=None, defaults=None):
     return data_args
 
 
-def _parse(dataclass_types, config_path, argv, defaults=None):
+def _help_command(prog):
+    """How the user runs the recipe's --help: `python recipes/finetune.py` or `ser-hf train`."""
+    prog = prog or "recipes/finetune.py"
+    return f"python {prog}" if prog.endswith(".py") else prog
+
+
+def _parse(dataclass_types, config_path, argv, defaults=None, prog=None):
     parser = _Parser(dataclass_types)
     fields = {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
     values = dict(defaults or {})
@@ -526,12 +531,12 @@ def _parse(dataclass_types, config_path, argv, defaults=None):
         values.update({k: v for k, v in read_config(config_path).items() if k in fields})
     parser.set_defaults(**values)
     argv = list(argv or [])
-    options = {f"--{name}" for name in fields} | {f"--no_{name}" for name in fields}
-    for arg in argv:
-        flag = arg.split("=", 1)[0]
-        if flag.startswith("--") and "--" + flag[2:].replace("-", "_") not in options:
-            raise UsageError(f"unknown option {flag}{_did_you_mean(flag, options)}; "
-                             "`python recipes/finetune.py --help` lists every field")
+    options = fields | {f"no_{name}" for name in fields}
+    for override in read_overrides(argv):
+        if override.name not in options:
+            flags = [f"--{name}" for name in options]
+            raise UsageError(f"unknown option --{override.name}{did_you_mean(f'--{override.name}', flags)}; "
+                             f"`{_help_command(prog)} --help` lists every field")
     try:
         return parser.parse_args_into_dataclasses(args=argv)
     except UsageError:
@@ -581,3 +586,12 @@ def short_help(prog):
 def full_help(prog):
     """Every field of the three dataclasses, Trainer fields included (what `--help_all` prints)."""
     return _Parser((ModelArguments, DataArguments, SERTrainingArguments), prog=prog).format_help()
+
+
+def write_config(values, path, header=""):
+    """Write a config mapping as a recipe YAML (keys in their order), with an optional comment header."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
+    path.write_text(comment + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    return path

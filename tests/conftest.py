@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from transformers import AutoConfig, AutoModelForAudioClassification, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor
+from transformers import (
+    AutoConfig,
+    AutoModelForAudioClassification,
+    Trainer,
+    TrainingArguments,
+    Wav2Vec2FeatureExtractor,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -58,6 +64,53 @@ TINY_ENCODERS = {
 }
 
 
+# The core of a tiny training run's command line: a random TINY_ENCODER wav2vec2 (no download), 4 speaker folds with
+# fold 3 held out, 2 steps of 8 clips cropped to 1 s, on the CPU, no dataloader workers, no logging service.
+TINY_RUN = {
+    "model_name_or_path": "null",
+    "model_type": "wav2vec2",
+    "model_config_overrides": TINY_ENCODER,
+    "freeze_feature_encoder": False,
+    "download": False,
+    "n_folds": 4,
+    "fold": 3,
+    "max_steps": 2,
+    "per_device_train_batch_size": 8,
+    "max_duration_seconds": 1.0,
+    "dataloader_num_workers": 0,
+    "report_to": "none",
+    "use_cpu": True,
+}
+
+
+def tiny_run_args(data_dir, output_dir, corpus="ravdess", *, config=None, **overrides):
+    """The argv of a tiny training run (`TINY_RUN`) on `corpus` in `data_dir`, written to `output_dir`.
+
+    Each keyword sets `--key value`, replacing TINY_RUN's value or adding the field; None leaves the field out
+    (as do `data_dir=None` and `corpus=None`: the config's or the dataclass's value applies). Values are written as
+    the command line takes them: booleans as true/false, dicts as JSON, the rest with str(). `config`, a recipe
+    YAML, comes first, as the positional argument of `ser-hf train`.
+    """
+    fields = {**TINY_RUN, "corpus": corpus, "data_dir": data_dir, "output_dir": output_dir, **overrides}
+    argv = [str(config)] if config is not None else []
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def pretrained_model_args(folder):
+    """`tiny_run_args` overrides for a saved model folder in place of the random tiny wav2vec2: no model_type or
+    model_config_overrides, and freeze_feature_encoder as the config sets it."""
+    return {"model_name_or_path": str(folder), "model_type": None, "model_config_overrides": None,
+            "freeze_feature_encoder": None}
+
+
 def save_tiny_whisper(directory, seed=0):
     """A random tiny Whisper saved as openai/whisper-* are: the seq2seq model and its feature extractor (1 s chunk)."""
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
@@ -68,15 +121,25 @@ def save_tiny_whisper(directory, seed=0):
     return directory
 
 
-def write_tone(path, seconds, freq, seed, sr=SAMPLE_RATE, channels=1):
-    """A noisy tone: distinct per emotion so a tiny model has something to learn."""
-    rng = np.random.default_rng(seed)
+def tone(seconds, sr=SAMPLE_RATE, channels=1, seed=0, freq=220.0, noise=0.02):
+    """A noisy sine of amplitude 0.3 as a float64 array: (samples,) or, with channels > 1, the same wave in every
+    channel, (samples, channels). `int(seconds * sr)` samples; the noise is seeded, `noise` its standard deviation."""
     t = np.arange(int(seconds * sr)) / sr
-    wave = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(len(t))
-    if channels > 1:
-        wave = np.stack([wave] * channels, axis=1)
+    wave = 0.3 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(seed).standard_normal(len(t))
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def write_tone(path, seconds, freq, seed, sr=SAMPLE_RATE, channels=1):
+    """A noisy tone (`tone`) as 16-bit PCM: distinct per emotion so a tiny model has something to learn."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, wave.astype(np.float32), sr, subtype="PCM_16")
+    sf.write(path, tone(seconds, sr, channels=channels, seed=seed, freq=freq).astype(np.float32), sr, subtype="PCM_16")
+    return path
+
+
+def touch(path, data=b""):
+    """Write `data` (by default nothing: for loaders that must not decode audio) to `path`, making its folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
     return path
 
 
@@ -121,9 +184,7 @@ def trained(tmp_path_factory):
 def emotion_tone(emotion, seconds, seed=0):
     """The generated "voice" of a demo emotion in these tests: `make_ravdess_tree`'s noisy tone for that emotion."""
     code = RAVDESS_EMOTIONS.index(emotion) + 1
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    noise = 0.02 * np.random.default_rng(seed).standard_normal(len(t))
-    return (0.3 * np.sin(2 * np.pi * (150 + 90 * code) * t) + noise).astype(np.float32)
+    return tone(seconds, seed=seed, freq=150 + 90 * code).astype(np.float32)
 
 
 def save_tone_model(directory, emotions=("sad", "angry"), steps=40, seed=0):
@@ -135,7 +196,7 @@ def save_tone_model(directory, emotions=("sad", "angry"), steps=40, seed=0):
     """
     from ser_hf.config import ModelArguments
     from ser_hf.labels import label_maps
-    from ser_hf.training.modeling import build_model
+    from ser_hf.models.encoders import build_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -167,6 +228,20 @@ def tone_model(tmp_path_factory):
     return save_tone_model(tmp_path_factory.mktemp("tone_model"))
 
 
+@pytest.fixture(scope="module")
+def classifier_model(tone_model):
+    """The model folder that `classifier` loads: `tone_model`, unless a test module overrides this fixture."""
+    return tone_model
+
+
+@pytest.fixture(scope="module")
+def classifier(classifier_model):
+    """`load_classifier(classifier_model)` on the CPU, once per module."""
+    from ser_hf.inference.classify import load_classifier
+
+    return load_classifier(classifier_model, device="cpu")
+
+
 # Files that predict reports instead of classifying, with the start of the reason its error row gives.
 BAD_AUDIO = [
     ("notes.wav", "these are notes, not audio", "unreadable"),
@@ -194,3 +269,26 @@ def write_run_record(run, data_dir, rows):
         writer.writerow(["path", "speaker", "true", "predicted", "confidence"])
         writer.writerows(rows)
     return run
+
+
+def train(argv):
+    """A training run as `ser-hf train ARGV` runs it, in this process: {split: metrics}; mistakes raise."""
+    from ser_hf.config import parse_config
+    from ser_hf.experiments.training_run import run_training
+    from ser_hf.reporting.command import command_line
+
+    argv = list(argv)
+    shown = command_line("recipes/finetune.py", argv)
+    config = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    return run_training(*parse_config(config, argv), command=shown)
+
+
+def evaluate(argv):
+    """`ser-hf evaluate ARGV` in this process: {split: metrics}; mistakes raise."""
+    from ser_hf.commands.evaluate import build_parser
+    from ser_hf.experiments.evaluate_model import evaluate_model, saved_run_data_args
+
+    args, overrides = build_parser("ser-hf evaluate").parse_known_args(list(argv))
+    return evaluate_model(args.model, saved_run_data_args(args.model, args.config, overrides), split=args.split,
+                          output_dir=args.output_dir, batch_size=args.batch_size,
+                          allow_seen_speakers=args.allow_seen_speakers)

@@ -8,7 +8,8 @@ from typing import get_args
 import pytest
 import yaml
 
-from ser_hf.config import AugmentationPreset, ClassWeighting, Corpus, UsageError, config_fields, parse_config
+from ser_hf.config import AugmentationPreset, ClassWeighting, Corpus, config_fields, parse_config
+from ser_hf.errors import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(ROOT.glob("recipes/configs/*.yaml"))

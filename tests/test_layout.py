@@ -11,16 +11,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Data flows down this list and results come back up once (DESIGN.md): a module may import its own layer and the
-# ones before it. labels and config are the base every layer shares.
-LAYERS = ["labels", "config", "corpora", "data", "training", "evaluation", "reporting", "app", "commands", "cli"]
-BASE = {"labels", "config"}
+# Data flows down this list and results come back up once (docs/design.md): a module may import its own layer and
+# the ones before it. The base (errors, labels, console, config) is ordered too: errors and labels import nothing.
+LAYERS = ["errors", "labels", "console", "config", "corpora", "data", "models", "training", "inference", "evaluation",
+          "reporting", "experiments", "app", "commands", "cli"]
 
 
 def _layer(module):
     """Index in LAYERS of a dotted ser_hf module name (ser_hf.data.scan -> 'data')."""
-    part = module.split(".")[1]
-    return 0 if part in BASE else LAYERS.index(part)
+    return LAYERS.index(module.split(".")[1])
 
 
 def _ser_hf_imports(path):
@@ -86,3 +85,37 @@ def test_console_script_lists_every_command():
     for name, module in COMMANDS.items():
         assert importlib.util.find_spec(module) is not None, name
     assert main(["no-such-command"]) == 2
+
+
+def test_the_base_imports_no_deep_learning_stack():
+    # A UsageError, a label set and the one-line error handler must not cost torch's import.
+    probe = ("import sys, ser_hf.errors, ser_hf.labels, ser_hf.console; "
+             "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_no_command_imports_another_command():
+    from ser_hf.cli import COMMANDS
+
+    commands = set(COMMANDS.values())
+    offenders = [f"{dotted} imports {target}" for dotted, path in _modules() if dotted in commands
+                 for target, _ in _ser_hf_imports(path) if target in commands]
+    assert not offenders
+
+
+def test_the_windowed_decode_exists_once():
+    # Long files are cut into windows in one place (ser_hf/inference/windows.py); audio is decoded by the data
+    # layer's readers and the scan, nowhere else.
+    ranged = [p for _, p in _modules() if "get_samples_played_in_range" in p.read_text()]
+    decoders = {str(p.relative_to(ROOT)) for _, p in _modules() if "AudioDecoder(" in p.read_text()}
+    assert [str(p.relative_to(ROOT)) for p in ranged] == ["ser_hf/inference/windows.py"]
+    assert decoders == {"ser_hf/data/audio.py", "ser_hf/data/scan.py", "ser_hf/inference/windows.py"}
+
+
+def test_only_a_command_configures_logging():
+    # Library modules create loggers; handlers and levels are set where a command starts (ser_hf/console.py).
+    offenders = [str(p.relative_to(ROOT)) for _, p in _modules()
+                 if re.search(r"logging\.basicConfig|addHandler\(", p.read_text()) and p.name != "console.py"]
+    assert not offenders

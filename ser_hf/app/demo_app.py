@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ser_hf.app.examples import example_label
 from ser_hf.data.audio import decode_16k_mono
-from ser_hf.evaluation.inference import classify_file
-from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
+from ser_hf.inference.classify import classify_file
+from ser_hf.inference.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
 from ser_hf.reporting.plots import plot_waveform
 from ser_hf.reporting.timeline_report import save_timeline
 

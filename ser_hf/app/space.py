@@ -16,7 +16,7 @@ from pathlib import Path
 
 import ser_hf
 
-# The pair datasets/torchcodec decode audio with (DESIGN.md): newer torchcodec wheels need CUDA libraries.
+# The pair datasets/torchcodec decode audio with (requirements.txt): newer torchcodec wheels need CUDA libraries.
 PINNED = ("torch", "torchcodec")
 
 _APP_TEMPLATE = '''"""Hugging Face Space: speech emotion recognition with {model_id}.
@@ -29,7 +29,7 @@ import os
 from pathlib import Path
 
 from ser_hf.app.demo_app import build_app
-from ser_hf.evaluation.inference import load_classifier
+from ser_hf.inference.classify import load_classifier
 
 MODEL = os.environ.get("SER_HF_MODEL", {model_id!r})
 EXAMPLES = sorted((Path(__file__).parent / "examples").glob("*.wav"))

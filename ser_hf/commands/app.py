@@ -19,11 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ser_hf.app.examples import demo_examples, long_example
-from ser_hf.commands import one_line_errors
-from ser_hf.config import UsageError
-from ser_hf.evaluation.inference import check_chunking, load_classifier
-from ser_hf.commands.predict import add_timeline_window_arguments
+from ser_hf.commands.options import CommandParser, add_timeline_window_arguments
+from ser_hf.console import command
+from ser_hf.errors import UsageError
+from ser_hf.inference.windows import check_chunking
 
 
 def _true_false(text):
@@ -32,15 +31,16 @@ def _true_false(text):
     return text.lower() == "true"
 
 
-def _parser(prog):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+def build_parser(prog=None):
+    """The command's options (also read by the docs' flag check)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("model", help="output dir of a training run, or a Hub model id")
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 exposes it to the network)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 takes the first free one from 7860")
     parser.add_argument("--share", type=_true_false, default=False,
                         help="true: also open a public gradio.live link (sends traffic through Gradio's servers)")
     parser.add_argument("--top_k", type=int, default=3, help="how many emotions to show with their scores")
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the pipeline's choice)")
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (without it: the pipeline's choice)")
     parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                         help="onnx: serve `ser-hf export`'s model.onnx with onnxruntime (as predict.py --backend onnx)")
     parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model.int8.onnx")
@@ -66,25 +66,19 @@ def _check_model(model):
 def _examples(args, work_dir):
     if args.examples == "none":
         return []
+    from ser_hf.app.examples import demo_examples, long_example
+
     clips = demo_examples(args.model)
     # A few clips in a row: long enough to show the timeline.
     return clips + [long_example(clips[:4], Path(work_dir) / "four_demo_clips.wav")] if len(clips) >= 2 else clips
 
 
-@one_line_errors
+@command(log_level=logging.WARNING)
 def main(argv=None, prog=None):
-    """Serve the app (until Ctrl-C) or export the Space (see the module docstring).
-
-    Args:
-        argv: the arguments (default: sys.argv[1:]).
-        prog: the program name in usage messages.
-
-    Returns:
-        0 (serving returns when the server stops).
-    """
-    parser = _parser(prog)
+    """Serve the app (until Ctrl-C) or export the Space (see the module docstring); returns 0 (serving returns when the
+    server stops)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     if args.top_k < 1 or not 0 <= args.port < 65536:
         parser.error("--top_k must be at least 1 and --port between 0 and 65535")
     if args.int8 and args.backend != "onnx":
@@ -100,6 +94,7 @@ def main(argv=None, prog=None):
         return _export(args, settings, work_dir)
     _check_model(args.model)
     from ser_hf.app.demo_app import build_app
+    from ser_hf.inference.classify import load_classifier
 
     try:
         classifier = load_classifier(args.model, args.device, backend=args.backend, int8=args.int8)
@@ -108,7 +103,13 @@ def main(argv=None, prog=None):
             raise
         raise FileNotFoundError(f"{args.model}: cannot load the model: {str(err).splitlines()[0]}") from err
     demo = build_app(classifier, examples=_examples(args, work_dir), **settings)
-    demo.launch(server_name=args.host, server_port=args.port or None, share=args.share)
+    # Gradio's own lines tell a Python user to "set `share=True` in `launch()`": quiet, and ours name our flag.
+    demo.launch(server_name=args.host, server_port=args.port or None, share=args.share, quiet=True,
+                prevent_thread_lock=True)
+    print(f"* Running on local URL:  {demo.local_url}")
+    print(f"* Public URL: {demo.share_url}" if demo.share_url else
+          "* To share it with a public link as well, add --share true (traffic goes through Gradio's servers)")
+    demo.block_thread()  # until Ctrl-C
     return 0
 
 

@@ -10,67 +10,52 @@ each held-out fold (with mean +- std) and writes OUTPUT_DIR/baseline_results.jso
 an inner cross-validation grouped by speaker.
 """
 
-import argparse
-import dataclasses
-import json
-import logging
 import sys
-import time
-from pathlib import Path
 
-from ser_hf.commands import one_line_errors
-from ser_hf.config import parse_config
-from ser_hf.data.prepare import prepare_splits, resolve_data_args
-from ser_hf.evaluation.baseline import svm_on_folds
-from ser_hf.evaluation.crossval import METRICS, mean_std
-from ser_hf.reporting.command import command_line
-
-logger = logging.getLogger("ser_hf")
+from ser_hf.commands.options import CommandParser, check_field_options
+from ser_hf.console import command
 
 
-def run_baseline(argv=None, prog=None):
-    """Parse the arguments, run the SVM on the chosen folds, write and return the report."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False,
-                                     epilog="Any other --field value sets a recipe field (--data_dir, --n_folds, ...).")
+def build_parser(prog=None):
+    """The command's options (also read by the docs' flag check)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0],
+                           epilog="Any other --field value sets a recipe field (--data_dir, --n_folds, ...).")
     parser.add_argument("config", nargs="?", help="recipe YAML whose corpus and folds to use")
     parser.add_argument("--folds", default=None,
-                        help="comma-separated folds to hold out in turn, or 'all' (default: the config's fold)")
-    parser.add_argument("--output_dir", help="where baseline_results.json goes (default: the config's output_dir "
+                        help="comma-separated folds to hold out in turn, or 'all' (without it: the config's fold)")
+    parser.add_argument("--output_dir", help="where baseline_results.json goes (without it: the config's output_dir "
                         "+ '_baseline_svm')")
-    parser.add_argument("--workers", type=int, default=None, help="feature-extraction processes (default: all CPUs)")
-    parser.add_argument("--seed", type=int, default=0)
-    start, argv = time.time(), sys.argv[1:] if argv is None else list(argv)
-    args, overrides = parser.parse_known_args(argv)
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-
-    _, data_args, training_args = parse_config(args.config, overrides, single_fold=not args.folds)
-    data_args = resolve_data_args(data_args)
-    if args.folds == "all":
-        folds = [k for k in range(data_args.n_folds) if k != data_args.test_fold]
-    else:
-        folds = [int(k) for k in args.folds.split(",")] if args.folds else [data_args.fold]
-    out = Path(args.output_dir or f"{training_args.output_dir.rstrip('/')}_baseline_svm")
-    out.mkdir(parents=True, exist_ok=True)
-
-    # Also downloads or generates the corpus, once, before the folds.
-    label_names = prepare_splits(dataclasses.replace(data_args, fold=folds[0])).label_names
-    by_fold = svm_on_folds(data_args, folds, out, workers=args.workers, seed=args.seed)
-    results = [{"fold": k, **result} for k, result in by_fold.items()]
-    report = {
-        "corpus": data_args.corpus, "data_dir": str(data_args.data_dir), "n_folds": data_args.n_folds,
-        "labels": label_names, "command": command_line(prog or "recipes/baseline_svm.py", argv),
-        "folds": results, "summary": mean_std(results), "seconds": round(time.time() - start, 1),
-    }
-    (out / "baseline_results.json").write_text(json.dumps(report, indent=2))
-    print(" ".join(f"{m.upper()} {report['summary'][m]['mean']:.3f} +- {report['summary'][m]['std']:.3f}"
-                   for m in METRICS) + f" over {len(results)} fold(s); wrote {out / 'baseline_results.json'}")
-    return report
+    parser.add_argument("--workers", type=int, default=None, help="feature-extraction processes (without it: all CPUs)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SVM and its inner cross-validation")
+    return parser
 
 
-@one_line_errors
+@command()
 def main(argv=None, prog=None):
-    run_baseline(argv, prog)
+    parser = build_parser(prog)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, overrides = parser.parse_known_args(argv)
+    from ser_hf.config import config_fields  # parsed: now the recipe's fields (and torch)
+
+    check_field_options(overrides, config_fields(), parser)
+    from ser_hf.experiments.svm_baseline import run_baseline
+    from ser_hf.reporting.command import command_line
+
+    report, written = run_baseline(args.config, overrides, folds=args.folds, output_dir=args.output_dir,
+                                   workers=args.workers, seed=args.seed,
+                                   command=command_line(prog or "recipes/baseline_svm.py", argv))
+    print(f"{summary_line(report)}; wrote {written}")
     return 0
+
+
+def summary_line(report):
+    """UA / WA / macro-F1 over the folds: mean +- std, or the one fold's scores (a single fold has no spread)."""
+    folds = report["folds"]
+    if len(folds) == 1:
+        scores = " ".join(f"{m.upper()} {folds[0][m]:.3f}" for m in ("ua", "wa", "macro_f1"))
+        return f"{scores} on fold {folds[0]['fold']}"
+    return " ".join(f"{m.upper()} {report['summary'][m]['mean']:.3f} +- {report['summary'][m]['std']:.3f}"
+                    for m in ("ua", "wa", "macro_f1")) + f" over {len(folds)} folds"
 
 
 if __name__ == "__main__":

@@ -9,19 +9,18 @@ Both dirs are `ser-hf cv` outputs over the same folds: the same held-out speaker
 as JSON (default CV_DIR_B/compare_with_<name of A>.json) and markdown beside it.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-from ser_hf.commands import one_line_errors
-from ser_hf.config import UsageError
-from ser_hf.evaluation.compare import DEFAULT_RESAMPLES, compare_runs, load_cv_run
-from ser_hf.reporting.compare_report import comparison_markdown, write_comparison
+from ser_hf.commands.options import CommandParser
+from ser_hf.console import command
+from ser_hf.errors import UsageError
+from ser_hf.evaluation.compare import DEFAULT_RESAMPLES
 
 
-@one_line_errors
-def main(argv=None, prog=None):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0], allow_abbrev=False)
+def build_parser(prog=None):
+    """The command's options (also read by the docs' flag check)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("cv_a", help="the reference cross-validation's output dir (A)")
     parser.add_argument("cv_b", help="the cross-validation compared with it (B); differences are B - A")
     parser.add_argument("--output", help="JSON file to write (default CV_B/compare_with_<name of A>.json; .md beside)")
@@ -30,9 +29,18 @@ def main(argv=None, prog=None):
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the bootstrap interval")
     parser.add_argument("--bootstrap_unit", choices=("clip", "speaker"), default="clip",
                         help="resample clips, or whole speakers (keeps one speaker's clips together: wider, honest)")
+    return parser
+
+
+@command()
+def main(argv=None, prog=None):
+    parser = build_parser(prog)
     args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
     if args.resamples < 1 or not 0 < args.confidence < 1:
         raise UsageError("--resamples must be at least 1 and --confidence between 0 and 1 (e.g. 0.95)")
+
+    from ser_hf.evaluation.compare import compare_runs, load_cv_run
+    from ser_hf.reporting.compare_report import comparison_markdown, write_comparison
 
     a, b = load_cv_run(args.cv_a), load_cv_run(args.cv_b)
     result = compare_runs(a, b, resamples=args.resamples, seed=args.seed, confidence=args.confidence,

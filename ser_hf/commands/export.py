@@ -10,29 +10,19 @@ top-label agreement on a few clips (the run's validation clips when its output l
 ONNX model's top labels differ from PyTorch's. Run it with `ser-hf predict OUT FILES --backend onnx [--int8]`.
 """
 
-import argparse
 import logging
 import sys
 from pathlib import Path
 
-from ser_hf.commands import one_line_errors
-from ser_hf.config import UsageError
-from ser_hf.evaluation.onnx_backend import EXPORT_SUBDIR
-from ser_hf.reporting.onnx_export import DEFAULT_OPSET, REPORT_FILE, ParityError, export_onnx
+from ser_hf.commands.options import CommandParser
+from ser_hf.console import command
+from ser_hf.errors import UsageError
+from ser_hf.inference.onnx_files import DEFAULT_OPSET, EXPORT_SUBDIR, REPORT_FILE
 
 
-@one_line_errors
-def main(argv=None, prog=None):
-    """Export MODEL_DIR (see the module docstring).
-
-    Args:
-        argv: the arguments (default: sys.argv[1:]).
-        prog: the program name in usage messages.
-
-    Returns:
-        0 when the export agrees with PyTorch, 1 when it does not (the files and the report stay, to inspect).
-    """
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+def build_parser(prog=None):
+    """The command's options (also read by the docs' flag check)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("model", help="a training run's output dir (config.json, model.safetensors, "
                                       "preprocessor_config.json)")
     parser.add_argument("--onnx", metavar="OUT", help=f"the export folder (default: MODEL/{EXPORT_SUBDIR}, where "
@@ -41,8 +31,15 @@ def main(argv=None, prog=None):
                         help="also write model.int8.onnx (dynamic int8 quantization of the linear layers)")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
     parser.add_argument("--clips", type=int, default=8, help="clips the parity check compares the two models on")
+    return parser
+
+
+@command(log_level=logging.WARNING)
+def main(argv=None, prog=None):
+    """Export MODEL_DIR (see the module docstring); returns 0 when the export agrees with PyTorch, 1 when it does not
+    (the files and the report stay, to inspect)."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     model = Path(args.model)
     if not (model / "config.json").is_file() or not (model / "preprocessor_config.json").is_file():
         raise UsageError(f"{model}: not a saved model (needs config.json and preprocessor_config.json; pass a "
@@ -50,6 +47,8 @@ def main(argv=None, prog=None):
     if args.clips < 1:
         parser.error("--clips must be at least 1")
     out = Path(args.onnx) if args.onnx else model / EXPORT_SUBDIR
+    from ser_hf.inference.onnx_export import ParityError, export_onnx  # parsed and checked: now torch and onnx
+
     try:
         report = export_onnx(model, out, quantize=args.int8, opset=args.opset, clips=args.clips)
     except ParityError as err:

@@ -13,39 +13,23 @@ logic with shorter windows; quiet windows labelled "silence"): DIR/<stem>_timeli
 Exit status 0 when at least one file was classified, 1 when none was.
 """
 
-import argparse
 import logging
 import sys
 import time
 
-from ser_hf.commands import one_line_errors
-from ser_hf.evaluation.inference import (
-    check_chunking, classify_files, collect_audio_files, format_table, load_classifier, write_predictions,
-)
-from ser_hf.evaluation.intensity import add_intensity_to_rows
-from ser_hf.evaluation.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
-from ser_hf.reporting.timeline_report import save_timeline, timeline_stem
-from ser_hf.training.multitask import has_intensity_head, load_intensity_head
+from ser_hf.commands.options import CommandParser, add_timeline_window_arguments
+from ser_hf.console import command
+from ser_hf.inference.windows import check_chunking
 
 
-@one_line_errors
-def main(argv=None, prog=None):
-    """Classify the files and folders on the command line (see the module docstring).
-
-    Args:
-        argv: the arguments (default: sys.argv[1:]).
-        prog: the program name in usage messages.
-
-    Returns:
-        0 when every file was classified, 1 when any was not (each has an ERROR row, and every other file its
-        prediction), so a script notices.
-    """
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+def build_parser(prog=None):
+    """The command's options (also read by the docs' flag check)."""
+    parser = CommandParser(prog=prog, description=__doc__.splitlines()[0])
     parser.add_argument("model", help="output dir of a training run, or a Hub model id")
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     parser.add_argument("--top_k", type=int, default=3, help="how many emotions to show per file")
     parser.add_argument("--output", help="also write the predictions to this .csv or .json file")
-    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (default: the pipeline's choice)")
+    parser.add_argument("--device", default=None, help="e.g. cpu, cuda:0 (without it: the pipeline's choice)")
     parser.add_argument("--chunk_seconds", type=float, default=10.0,
                         help="files longer than this are classified in windows of this length")
     parser.add_argument("--chunk_overlap", type=float, default=5.0,
@@ -56,9 +40,18 @@ def main(argv=None, prog=None):
                         help="onnx: run `ser-hf export`'s model.onnx with onnxruntime; MODEL is then the export "
                              "folder, or the training output dir holding it in onnx/")
     parser.add_argument("--int8", action="store_true", help="with --backend onnx: the int8 model.int8.onnx")
-    _add_timeline_arguments(parser)
+    parser.add_argument("--timeline", metavar="DIR",
+                        help="also write an emotion timeline per file: DIR/<stem>_timeline.csv, .json and .png")
+    add_timeline_window_arguments(parser)
+    return parser
+
+
+@command(log_level=logging.WARNING)
+def main(argv=None, prog=None):
+    """Classify the files and folders on the command line (see the module docstring); returns 0 when every file was
+    classified, 1 when any was not (each has an ERROR row, and every other file its prediction), so a script notices."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     if args.top_k < 1 or args.batch_size < 1:
         parser.error("--top_k and --batch_size must be at least 1")
     if args.int8 and args.backend != "onnx":
@@ -71,6 +64,12 @@ def main(argv=None, prog=None):
         check_chunking(args.timeline_seconds, args.timeline_overlap)
     except ValueError as err:
         parser.error(f"--timeline_seconds/--timeline_overlap: {err}")
+
+    # Parsed and checked: only now the inference stack (torch, transformers) is imported.
+    from ser_hf.inference.classify import classify_files, collect_audio_files, load_classifier
+    from ser_hf.inference.intensity import add_intensity_to_rows
+    from ser_hf.models.intensity_head import has_intensity_head, load_intensity_head
+    from ser_hf.reporting.predictions import format_table, write_predictions
 
     files = collect_audio_files(args.inputs)
     if not files:
@@ -95,25 +94,11 @@ def main(argv=None, prog=None):
     return 1 if failed else 0
 
 
-def _add_timeline_arguments(parser):
-    parser.add_argument("--timeline", metavar="DIR",
-                        help="also write an emotion timeline per file: DIR/<stem>_timeline.csv, .json and .png")
-    add_timeline_window_arguments(parser)
-
-
-def add_timeline_window_arguments(parser):
-    """The timeline's window options, shared by predict and the app."""
-    parser.add_argument("--timeline_seconds", type=float, default=WINDOW_SECONDS,
-                        help="timeline window length in seconds")
-    parser.add_argument("--timeline_overlap", type=float, default=OVERLAP_SECONDS,
-                        help="seconds shared by consecutive timeline windows (below --timeline_seconds)")
-    parser.add_argument("--silence_dbfs", type=float, default=SILENCE_DBFS,
-                        help="timeline windows quieter than this RMS level (dBFS) are labelled silence, not "
-                             "classified; -inf classifies every window")
-
-
 def _write_timelines(classifier, rows, args):
     """A timeline per classified file (a file with an error row already says why it has none)."""
+    from ser_hf.inference.timeline import emotion_timeline
+    from ser_hf.reporting.timeline_report import save_timeline, timeline_stem
+
     taken = set()
     for row in rows:
         if row["error"]:

@@ -6,305 +6,38 @@ Usage:
     ser-hf train recipes/configs/ravdess.yaml [--field value ...]
 
 Every field of ModelArguments, DataArguments and TrainingArguments can be set in the YAML or on the
-command line (which wins): see `python recipes/finetune.py --help`.
+command line (which wins): see `python recipes/finetune.py --help`. The run itself is
+`ser_hf.experiments.training_run.run_training`.
 """
 
-import dataclasses
-import json
-import logging
 import os
 import sys
-from pathlib import Path
 
-import datasets
-import transformers
-from transformers import EarlyStoppingCallback, set_seed
-
-from ser_hf.commands import one_line_errors
-from ser_hf.commands.pseudo_rounds import run_pseudo_rounds
-from ser_hf.config import full_help, parse_config, short_help
-from ser_hf.data.audio import AudioCollator
-from ser_hf.data.prepare import (
-    DATA_ARGS_FILE, audio_loader, build_datasets, class_counts, class_counts_markdown, exclude_bad_audio, prepare_splits,
-    resolve_data_args,
-)
-from ser_hf.data.pseudo_pool import pseudo_labelling
-from ser_hf.data.scan import report_markdown
-from ser_hf.evaluation.metrics import make_compute_metrics
-from ser_hf.evaluation.emotion_collapse import add_collapsed_scores
-from ser_hf.evaluation.intensity import evaluate_intensity
-from ser_hf.evaluation.prediction import evaluate_split
-from ser_hf.evaluation.temperature_scaling import evaluate_with_temperature
-from ser_hf.evaluation.probe_analysis import agreement_with_cache, per_layer_scores
-from ser_hf.labels import label_maps
+from ser_hf.console import command
 from ser_hf.reporting.command import command_line
-from ser_hf.reporting.hub import push_output_dir
-from ser_hf.reporting.intensity_report import (
-    collapsed_emotions_card_section, collapsed_emotions_summary_lines, intensity_card_section,
-    intensity_summary_lines,
-)
-from ser_hf.reporting.probe_report import probe_card, write_probe_reports
-from ser_hf.reporting.results import card_info, headline_split, results_table, write_reports, write_split_outputs
-from ser_hf.training.callbacks import PreemptionCallback
-from ser_hf.training.checkpoints import resolve_resume
-from ser_hf.training.diagnostics import TrainingDiagnostics, find_diagnostics
-from ser_hf.training.final_save import save_final_model_atomically
-from ser_hf.training.imbalance import class_weights
-from ser_hf.training.modeling import build_model, check_model_available, check_padding_mode, uses_attention_mask
-from ser_hf.training.multitask import (
-    MultitaskTrainer, attach_intensity_head, check_multitask_data, load_intensity_head, mark_intensity,
-)
-from ser_hf.training.output_dir import OutputDirLock, check_output_dir
-from ser_hf.training.precision import keep_trained_convolutions_fp32
-from ser_hf.training.probe import fit_probe, head_model_args, load_head, probe_settings
-from ser_hf.training.probe_features import probe_cache
-from ser_hf.training.trainer import SERTrainer
-
-logger = logging.getLogger("ser_hf")
 
 
-@one_line_errors
+@command()
 def main(argv=None, prog="recipes/finetune.py"):
-    train(argv, prog)
-    return 0
-
-
-def train(argv=None, prog="recipes/finetune.py"):
-    """Parse the recipe arguments and fine-tune one speaker fold.
-
-    Returns:
-        {split: SER metrics} of the held-out splits.
-    """
     argv = sys.argv[1:] if argv is None else list(argv)
+    # The recipe's fields are dataclasses on transformers' TrainingArguments: parsing imports torch, the training
+    # stack (datasets, the Trainer, the models) comes after.
+    from ser_hf.config import full_help, parse_config, short_help
+
     if {"-h", "--help"} & set(argv):
         print(short_help(prog))
-        sys.exit(0)
+        return 0
     if "--help_all" in argv:
         print(full_help(prog))
-        sys.exit(0)
+        return 0
     # run.sh and crossval say which command the user typed; read once here, where the run starts.
-    command = command_line(prog, argv, wrapper=os.environ.get("SER_HF_COMMAND"))
+    shown = command_line(prog, argv, wrapper=os.environ.get("SER_HF_COMMAND"))
     config_path = argv.pop(0) if argv and not argv[0].startswith("-") else None
-    model_args, data_args, training_args = parse_config(config_path, argv)
-    data_args = resolve_data_args(data_args)
-    if training_args.task == "multitask":
-        check_multitask_data(data_args)
-    check_model_available(model_args)
-    model_args = head_model_args(model_args, data_args, training_args)  # --probe / --init_head_from, checked now
+    parsed = parse_config(config_path, argv, prog=prog)
+    from ser_hf.experiments.training_run import run_training
 
-    # Our own messages (splits, counts, skipped files) on the main process; libraries at the Trainer's level.
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logger.setLevel(logging.INFO if training_args.should_log else logging.WARNING)
-    datasets.utils.logging.set_verbosity(training_args.get_process_log_level())
-    transformers.utils.logging.set_verbosity(training_args.get_process_log_level())
-    check_padding_mode(model_args, data_args)  # reads the model's config.json: still before any data work
-    set_seed(training_args.seed)
-
-    # transformers' own bars ("Writing model shards" at every save, "Loading weights") add nothing to the
-    # training bar: off for this run, put back as they were when it ends.
-    bars_were_on = transformers.utils.logging.is_progress_bar_enabled()
-    transformers.utils.logging.disable_progress_bar()
-    try:
-        return _locked_run(model_args, data_args, training_args, command)
-    finally:
-        if bars_were_on:
-            transformers.utils.logging.enable_progress_bar()
-
-
-def _locked_run(model_args, data_args, training_args, command):
-    # Only the main process checks and locks the output dir; a dead run's lock is taken over, a live one refused.
-    resume = resolve_resume(training_args.resume_from_checkpoint, training_args.output_dir)
-    is_main = training_args.process_index == 0
-    output_dir = Path(training_args.output_dir)
-    created = not output_dir.exists()
-    try:
-        with OutputDirLock(output_dir, enabled=is_main):
-            if is_main:
-                check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
-            if pseudo_labelling(data_args):  # round 0, then rounds with the pool's confident pseudo-labels
-                return run_pseudo_rounds(_run, model_args, data_args, training_args, resume, command)
-            return _run(model_args, data_args, training_args, resume, command)
-    except BaseException:
-        # A run that failed before writing anything leaves no empty output dir behind to puzzle over.
-        if created and is_main and output_dir.is_dir() and not any(output_dir.iterdir()):
-            output_dir.rmdir()
-        raise
-
-
-def _run(model_args, data_args, training_args, resume, command, pseudo=None):
-    prepared, splits, data_markdown = _prepare_data(data_args, training_args)
-    if pseudo is not None:  # a pseudo-labelling round (commands/pseudo_rounds.py): confident pool clips join training
-        splits = {**splits, "train": splits["train"] + pseudo.rows}
-    id2label, label2id = label_maps(prepared.label_names)
-    model, feature_extractor = build_model(model_args, id2label, label2id)
-    if model_args.init_head_from:  # LP-FT: fine-tuning starts from a linear probe's head
-        load_head(model, model_args.init_head_from)
-    if training_args.bf16 and training_args.device.type == "cpu":
-        keep_trained_convolutions_fp32(model)
-    with training_args.main_process_first(desc="decoding audio once"):
-        load_audio = audio_loader(splits, data_args, training_args.output_dir)
-    intensity_names = None
-    if training_args.task == "multitask":  # an intensity head beside the emotion head (ser_hf/training/multitask.py)
-        splits, intensity_names = mark_intensity(splits, data_args.corpus)
-        attach_intensity_head(model, intensity_names)
-    data = build_datasets(splits, label2id, feature_extractor, data_args, load_audio)
-
-    # We push the output dir ourselves at the end: the Trainer's own push uploads training_args.bin.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    trainer, preemption = _build_trainer(model, feature_extractor, data, splits, prepared.label_names, data_args,
-                                         training_args)
-
-    probe = None
-    if training_args.probe:  # a linear probe: no Trainer epochs; the head trains on the encoder's cached features
-        probe = _fit_probe(trainer, feature_extractor, data, load_audio, prepared.label_names, model_args, data_args,
-                           training_args)
-    else:
-        _fine_tune(trainer, preemption, resume, training_args)
-
-    # ---- Evaluate every held-out split as the pipeline would, then report (main process) ----
-    results, predictions = {}, {}
-    if training_args.temperature_scaling:  # fitted on validation, folded into the saved model, evaluated again
-        results, predictions, _ = evaluate_with_temperature(trainer, data, prepared.label_names,
-                                                            training_args.output_dir)
-    for split in (name for name in data if name != "train" and name not in results):
-        results[split], predictions[split] = evaluate_split(trainer, data[split], prepared.label_names, split)
-    if intensity_names is not None:  # the saved head, on the same inputs as the emotion scores
-        for split, metrics in evaluate_intensity(trainer, load_intensity_head(training_args.output_dir), data).items():
-            results[split]["intensity"] = metrics
-    add_collapsed_scores(results, predictions, data_args.corpus, data_args.labels)  # --labels 21 / 15: as emotions too
-    if trainer.is_world_process_zero():
-        _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
-                data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe,
-                pseudo=pseudo)
-        if push_to_hub:
-            url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
-                                  private=bool(training_args.hub_private_repo), token=training_args.push_token)
-            logger.info("Pushed to %s", url)
-    return results
-
-
-def _fine_tune(trainer, preemption, resume, training_args):
-    """Train, save the final model (the best checkpoint with load_best_model_at_end) and the Trainer's state."""
-    # ---- Train (a SIGTERM or Ctrl-C saves a checkpoint and exits; --resume true continues from it) ----
-    if resume:
-        logger.info("Resuming from %s", resume)
-    try:
-        train_result = trainer.train(resume_from_checkpoint=resume)
-    finally:
-        preemption.restore_signal_handlers()
-    if preemption.preempted:
-        logger.warning("Stopped by %s after saving checkpoint-%d: rerun the same command with --resume true to "
-                       "continue", preemption.stopped_by.name, trainer.state.global_step)
-        sys.exit(preemption.exit_code)
-    _log_early_stop(trainer)
-    save_final_model_atomically(trainer, training_args.output_dir)  # the best checkpoint when load_best_model_at_end
-    trainer.log_metrics("train", train_result.metrics)
-    trainer.save_metrics("train", train_result.metrics)
-    trainer.save_state()
-
-
-def _fit_probe(trainer, feature_extractor, data, load_audio, label_names, model_args, data_args, training_args):
-    """--probe: cache the frozen encoder's per-layer means, train the head on them, save the model (and layers)."""
-    model = trainer.model
-    cache = probe_cache(model_args, model, feature_extractor, data_args, training_args.output_dir)
-    weights = class_weights(data["train"].with_format(None)["label"], len(label_names), training_args.class_weighting)
-    settings, compute_metrics = probe_settings(training_args, weights), make_compute_metrics(label_names)
-    probe = fit_probe(model, feature_extractor, cache, data, load_audio, settings, compute_metrics)
-    if training_args.probe_layer_analysis:
-        probe.layers = per_layer_scores(probe.result.initial_head, model.config.model_type, probe.features,
-                                        probe.labels, label_names, settings, compute_metrics)
-    trainer.state.log_history = probe.result.log_history  # the training-curves plot shows the probe's epochs
-    save_final_model_atomically(trainer, training_args.output_dir)
-    return probe
-
-
-def _prepare_data(data_args, training_args):
-    """Corpus -> speaker-independent splits -> audio scan; class counts and data_args.json in the output dir."""
-    # The main process downloads or generates the corpus and scans it; the others wait and reuse both.
-    with training_args.main_process_first(desc="corpus preparation and audio scan"):
-        prepared = prepare_splits(data_args)
-        splits, data_report = exclude_bad_audio(prepared.splits, data_args, training_args.output_dir,
-                                                is_main=training_args.process_index == 0)
-    counts_table = class_counts_markdown(splits, prepared.label_names)
-    logger.info("Clips per class and split:\n%s", counts_table)
-    if training_args.process_index == 0:
-        output_dir = Path(training_args.output_dir)
-        (output_dir / "class_counts.json").write_text(json.dumps(class_counts(splits, prepared.label_names), indent=2))
-        # `ser-hf evaluate` rebuilds the same splits from it.
-        (output_dir / DATA_ARGS_FILE).write_text(json.dumps(dataclasses.asdict(data_args), indent=2))
-    return prepared, splits, f"Clips per class and split:\n\n{counts_table}\n\n{report_markdown(data_report)}"
-
-
-def _build_trainer(model, feature_extractor, data, splits, label_names, data_args, training_args):
-    """The SERTrainer with our callbacks: pre-emption, diagnostics and (optionally) early stopping."""
-    preemption = PreemptionCallback()
-    callbacks = [preemption, TrainingDiagnostics(label_names,
-                                                 collapse_evaluations=training_args.diagnostics_collapse_evaluations,
-                                                 stall_evaluations=training_args.diagnostics_stall_evaluations)]
-    if training_args.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience,
-                                               training_args.early_stopping_threshold))
-    label2id = {name: i for i, name in enumerate(label_names)}
-    pad_to = data_args.max_duration_seconds if data_args.padding == "max_length" else None
-    multitask = training_args.task == "multitask"
-    trainer_class = MultitaskTrainer if multitask else SERTrainer
-    extra = {"intensity_loss_weight": training_args.intensity_loss_weight} if multitask else {}
-    trainer = trainer_class(
-        model=model,
-        args=training_args,
-        train_dataset=data["train"],
-        eval_dataset=data["validation"],
-        data_collator=AudioCollator(feature_extractor.model_input_names[0], pad_to, feature_extractor.padding_value),
-        processing_class=feature_extractor,
-        # Late lookup: a resume replaces the callback with the one restored from the checkpoint.
-        compute_metrics=make_compute_metrics(label_names, on_predictions=lambda *p: find_diagnostics(trainer).record(*p)),
-        callbacks=callbacks,
-        uses_attention_mask=uses_attention_mask(feature_extractor),
-        class_weights=class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
-                                    training_args.class_weighting),
-        crop_training_batches=data_args.padding == "crop",
-        **extra,
-    )
-    return trainer, preemption
-
-
-def _log_early_stop(trainer):
-    """Say when early stopping ended training before its planned length, and why."""
-    stopper = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, EarlyStoppingCallback)), None)
-    if stopper is None or stopper.early_stopping_patience_counter < stopper.early_stopping_patience:
-        return
-    state, metric = trainer.state, trainer.args.metric_for_best_model
-    logger.info("Early stopping at step %d of %d: %s did not improve for %d evaluations (best %.4f, %s)",
-                state.global_step, state.max_steps, metric, stopper.early_stopping_patience, state.best_metric,
-                Path(state.best_model_checkpoint or "").name or "no checkpoint")
-
-
-def _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command, data_markdown,
-            num_train, num_eval, probe=None, pseudo=None):
-    """Predictions CSVs, error analyses, results, plots and the model card in the output dir (and a probe's files)."""
-    for split, rows in predictions.items():
-        logger.info("%s", write_split_outputs(rows, prepared.label_names, split, training_args.output_dir,
-                                              data_args.data_dir))
-    headline = headline_split(results)
-    card = card_info(model_args, data_args, training_args, prepared, num_train=num_train,
-                     num_eval=num_eval[headline], command=command, data_markdown=data_markdown, headline=headline)
-    diagnostics = find_diagnostics(trainer)
-    if probe is not None:  # a linear probe: its own files, and the card says only the head was trained
-        summary = {**probe.summary(), "agreement": {
-            split: agreement_with_cache(probe.result.head, probe.features[split], rows, prepared.label_names)
-            for split, rows in predictions.items()}}
-        write_probe_reports(training_args.output_dir, summary, prepared.label_names)
-        card, diagnostics = probe_card(card, summary, prepared.split_names, headline), None
-    for section in (intensity_card_section(results, headline),  # --task multitask
-                    collapsed_emotions_card_section(results, headline)):  # emotion x intensity labels
-        if section:
-            card.sections.append(section)
-    if pseudo is not None and pseudo.card_section is not None:  # --unlabeled_dir / --pseudo_pool_fold
-        card.sections.append(pseudo.card_section(results))
-    write_reports(training_args.output_dir, results, prepared.label_names, trainer.state.log_history, card,
-                  diagnostics)
-    print("\n".join([results_table(results, training_args.output_dir), *intensity_summary_lines(results),
-                     *collapsed_emotions_summary_lines(results)]))
+    run_training(*parsed, shown)
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ser_hf.corpora.files import DUPLICATES, LFS_SIGNATURE, SkippedFiles, walk_files
+from ser_hf.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def cremad_labels(n: int | str) -> tuple[str, ...]:
         The label names in id order.
 
     Raises:
-        ValueError: n is not 21 or 6.
+        UsageError: n is not 21 or 6.
     """
     return CREMAD_LABEL_SETS[_label_set_key(n)]
 
@@ -81,7 +82,7 @@ def cremad_labels(n: int | str) -> tuple[str, ...]:
 def _label_set_key(n: int | str) -> str:
     key = None if isinstance(n, bool) else str(n).strip()
     if key not in CREMAD_LABEL_SETS:
-        raise ValueError(f"CREMA-D has 21 (emotion x level) or 6 (emotion) labels, got labels={n!r}")
+        raise UsageError(f"CREMA-D has 21 (emotion x level) or 6 (emotion) labels, got labels={n!r}")
     return key
 
 
@@ -97,12 +98,12 @@ def cremad_label(emotion: str, level: str, n: int | str = CREMAD_DEFAULT_LABEL_S
         A name from `cremad_labels(n)`.
 
     Raises:
-        ValueError: n is not 21 or 6, or the combination is not a CREMA-D class.
+        UsageError: n is not 21 or 6, or the combination is not a CREMA-D class.
     """
     labels = cremad_labels(n)
     label = f"{emotion}_{level.lower()}" if labels is CREMAD_LABELS_21 else emotion
     if label not in labels:
-        raise ValueError(f"{emotion!r} at level {level!r} is not one of the CREMA-D labels {labels}")
+        raise UsageError(f"{emotion!r} at level {level!r} is not one of the CREMA-D labels {labels}")
     return label
 
 
@@ -118,7 +119,7 @@ def parse_cremad_filename(name: str) -> dict | None:
         emotion a name from `CREMAD_EMOTIONS`), or None when the name is not of the CREMA-D form.
 
     Raises:
-        ValueError: the name has the CREMA-D form but a code that cannot occur (unknown sentence,
+        UsageError: the name has the CREMA-D form but a code that cannot occur (unknown sentence,
             emotion or level, actor outside 1001-1091, neutral at a level other than XX); the
             message names the file.
     """
@@ -140,7 +141,7 @@ def parse_cremad_filename(name: str) -> dict | None:
     elif emotion == "NEU" and level != "XX":
         problems.append(f"neutral at level {level} (neutral is recorded at XX only)")
     if problems:
-        raise ValueError(f"Invalid CREMA-D file name {name!r}: " + "; ".join(problems))
+        raise UsageError(f"Invalid CREMA-D file name {name!r}: " + "; ".join(problems))
     return {"actor": actor, "sentence": sentence, "emotion": _EMOTION_CODES[emotion], "level": level}
 
 
@@ -195,7 +196,7 @@ def read_demographics(path: str | os.PathLike) -> dict[int, str]:
         actor id -> "male" / "female" ("unknown" for any other Sex value).
 
     Raises:
-        ValueError: the file lacks the ActorID or Sex column, or an ActorID is not an integer.
+        UsageError: the file lacks the ActorID or Sex column, or an ActorID is not an integer.
     """
     path = Path(path)
     # utf-8-sig: a CSV saved by Excel starts with a BOM that would otherwise glue onto "ActorID".
@@ -204,14 +205,14 @@ def read_demographics(path: str | os.PathLike) -> dict[int, str]:
         columns = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("ActorID", "Sex") if c not in columns]
         if missing:
-            raise ValueError(f"{path} lacks column(s) {', '.join(missing)}; columns present: {', '.join(columns)}")
+            raise UsageError(f"{path} lacks column(s) {', '.join(missing)}; columns present: {', '.join(columns)}")
         genders = {}
         for line, record in enumerate(reader, start=2):
             record = {(k or "").strip(): (v or "").strip() for k, v in record.items()}
             try:
                 actor = int(record["ActorID"])
             except ValueError:
-                raise ValueError(f"{path} line {line}: ActorID {record['ActorID']!r} is not an integer") from None
+                raise UsageError(f"{path} line {line}: ActorID {record['ActorID']!r} is not an integer") from None
             sex = record["Sex"].lower()
             genders[actor] = sex if sex in ("male", "female") else "unknown"
     return genders
@@ -238,9 +239,9 @@ def load_cremad(data_dir: str | os.PathLike, labels: int | str = CREMAD_DEFAULT_
         sentence code, emotion name, level code, and the label from `cremad_labels(labels)`.
 
     Raises:
-        ValueError: labels not 21 or 6, or a CREMA-D-form file name with an impossible code.
+        UsageError: labels not 21 or 6, or a CREMA-D-form file name with an impossible code.
         FileNotFoundError: no CREMA-D .wav under `data_dir` (or it does not exist).
-        RuntimeError: the .wav files are git-lfs pointer files (a clone or zip without LFS content).
+        UsageError: the .wav files are git-lfs pointer files (a clone or zip without LFS content).
     """
     cremad_labels(labels)  # fail on a bad label set before walking thousands of files
     root = Path(data_dir).expanduser().resolve()
@@ -287,7 +288,7 @@ def _find_clips(root: Path, skipped: SkippedFiles) -> tuple[list[tuple[Path, dic
         try:
             meta = parse_cremad_filename(path.name)
         except ValueError as err:
-            raise ValueError(f"{err} (file {path})") from err
+            raise UsageError(f"{err} (file {path})") from err
         reason = _skip_reason(path, meta, seen)
         if reason:
             skipped.add(reason, path)
@@ -312,7 +313,7 @@ def _skip_reason(path: Path, meta: dict | None, seen: set[str]) -> str | None:
 def _raise_if_lfs_pointers(root: Path, paths: list[Path]) -> None:
     pointers = _lfs_pointers(paths)
     if pointers:
-        raise RuntimeError(
+        raise UsageError(
             f"The CREMA-D .wav files under {root} are git-lfs pointer files, not audio "
             f"({len(pointers)} of the files checked, e.g. {pointers[0]}): the repository was downloaded "
             "without its LFS content (a GitHub zip, or a clone made without git-lfs). Fix: in the clone run "

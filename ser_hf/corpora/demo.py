@@ -25,8 +25,10 @@ import soundfile as sf
 import soxr
 from tqdm.auto import tqdm
 
+from ser_hf.console import command_logging
 from ser_hf.corpora.files import SAMPLE_RATE
 from ser_hf.corpora.ravdess import RAVDESS_STATEMENTS
+from ser_hf.errors import UsageError
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
@@ -207,12 +209,12 @@ def synthesize_demo_corpus(
         out_dir as a pathlib.Path.
 
     Raises:
-        RuntimeError: espeak-ng is not installed, or out_dir holds audio this function did not write.
-        ValueError: n_actors out of range.
+        UsageError: espeak-ng is not installed, or out_dir holds audio this function did not write.
+        UsageError: n_actors out of range.
     """
     out_dir = pathlib.Path(out_dir)
     if not 1 <= n_actors <= MAX_ACTORS:
-        raise ValueError(f"n_actors must be between 1 and {MAX_ACTORS}, got {n_actors}")
+        raise UsageError(f"n_actors must be between 1 and {MAX_ACTORS}, got {n_actors}")
     utterances = list(_utterances(n_actors))
     expected = {_relative_path(u) for u in utterances}
     present = {p.relative_to(out_dir).as_posix() for p in out_dir.glob("Actor_*/*.wav")}
@@ -243,7 +245,7 @@ def _is_complete(out_dir, wanted, present, expected):
     """Whether `out_dir` holds the finished corpus `wanted` describes.
 
     Raises:
-        RuntimeError: `out_dir` holds RAVDESS-named audio without our marker.
+        UsageError: `out_dir` holds RAVDESS-named audio without our marker.
     """
     marker = _read_marker(out_dir)
     if marker and marker.get("complete") and all(marker.get(k) == v for k, v in wanted.items()):
@@ -252,14 +254,14 @@ def _is_complete(out_dir, wanted, present, expected):
         logger.warning("%s has %d of %d files: regenerating", out_dir, len(present & expected), len(expected))
     if present and marker is None:
         # Never overwrite a real RAVDESS copy, which has the very same file names.
-        raise RuntimeError(f"{out_dir} holds Actor_*/*.wav files not written by this generator; use another folder")
+        raise UsageError(f"{out_dir} holds Actor_*/*.wav files not written by this generator; use another folder")
     return False
 
 
 def _find_espeak():
     espeak = shutil.which("espeak-ng")
     if espeak is None:
-        raise RuntimeError(
+        raise UsageError(
             "espeak-ng is needed to synthesise the demo corpus: `apt-get install -y espeak-ng` (Debian/Ubuntu) "
             "or `brew install espeak-ng` (macOS)"
         )
@@ -295,8 +297,8 @@ def main(argv=None):
     parser.add_argument("--n_actors", type=int, default=MAX_ACTORS, help="number of actors, 1 to 24")
     parser.add_argument("--workers", type=int, default=None, help="parallel espeak-ng runs (default: CPU count)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    synthesize_demo_corpus(args.out_dir, seed=args.seed, n_actors=args.n_actors, workers=args.workers)
+    with command_logging():
+        synthesize_demo_corpus(args.out_dir, seed=args.seed, n_actors=args.n_actors, workers=args.workers)
 
 
 if __name__ == "__main__":

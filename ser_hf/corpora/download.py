@@ -25,6 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from ser_hf.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 _USER_AGENT = "ser_hf-downloader/0.1 (+python urllib)"
@@ -84,7 +86,7 @@ def download_file(
         `dest` as a Path.
 
     Raises:
-        ValueError: the downloaded file's md5 differs from `md5` (the `.part` is deleted).
+        UsageError: the downloaded file's md5 differs from `md5` (the `.part` is deleted).
         urllib.error.HTTPError: a non-retryable HTTP status (e.g. 404).
         OSError: the download still failed after all retries.
     """
@@ -124,7 +126,7 @@ def _download_verified(
     whose md5 is wrong.
 
     Raises:
-        ValueError: the md5 is wrong (the `.part` is deleted).
+        UsageError: the md5 is wrong (the `.part` is deleted).
     """
     # A stale .part (from another version of the file) resumes "successfully" into garbage; if the
     # md5 then fails, one clean restart is cheaper for the user than an error telling them to rm it.
@@ -139,7 +141,7 @@ def _download_verified(
         if resumed and not clean_restart:
             logger.warning("md5 mismatch after resuming %s (stale partial file?); restarting from scratch", url)
             continue
-        raise ValueError(
+        raise UsageError(
             f"Checksum mismatch for {url}: expected md5 {md5}, got {actual}. The partial file was deleted; "
             "the download was corrupted or the file on the server changed."
         )
@@ -219,15 +221,15 @@ def _zip_member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         # zipfile would write the link target as a plain file; a real link could point anywhere.
-        raise ValueError(f"Refusing zip entry {name!r}: symbolic links are not extracted")
+        raise UsageError(f"Refusing zip entry {name!r}: symbolic links are not extracted")
     normalized = name.replace("\\", "/")
     if normalized.startswith("/") or (len(normalized) > 1 and normalized[1] == ":"):
-        raise ValueError(f"Refusing zip entry {name!r}: absolute path")
+        raise UsageError(f"Refusing zip entry {name!r}: absolute path")
     parts = [p for p in normalized.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"Refusing zip entry {name!r}: '..' would escape the target folder")
+        raise UsageError(f"Refusing zip entry {name!r}: '..' would escape the target folder")
     if not parts:
-        raise ValueError(f"Refusing zip entry {name!r}: empty path")
+        raise UsageError(f"Refusing zip entry {name!r}: empty path")
     return PurePosixPath(*parts)
 
 
@@ -278,7 +280,7 @@ def safe_extract_zip(zip_path: str | os.PathLike, target: str | os.PathLike) -> 
         Absolute paths of the extracted files (not folders), in archive order.
 
     Raises:
-        ValueError: an unsafe entry, named in the message. Nothing is extracted then.
+        UsageError: an unsafe entry, named in the message. Nothing is extracted then.
         zipfile.BadZipFile: the archive is corrupt.
     """
     zip_path = Path(zip_path)
@@ -291,7 +293,7 @@ def safe_extract_zip(zip_path: str | os.PathLike, target: str | os.PathLike) -> 
             # A symlinked folder already inside target could still carry a clean name elsewhere.
             resolved = target.joinpath(*rel.parts).resolve()
             if os.path.commonpath([resolved, target]) != str(target):
-                raise ValueError(f"Refusing zip entry {info.filename!r}: resolves to {resolved}, outside {target}")
+                raise UsageError(f"Refusing zip entry {info.filename!r}: resolves to {resolved}, outside {target}")
         if is_extracted(zip_path, target):
             logger.info("%s already extracted into %s", zip_path.name, target)
             return [target / rel for rel in files]

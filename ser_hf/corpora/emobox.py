@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from ser_hf.errors import UsageError
+
 EMOBOX_REPOSITORY = "https://github.com/emo-box/EmoBox"
 
 # ser_hf fold k is EmoBox's fold_<k+1>; each entry: (the test file read, the commit it was read at).
@@ -63,13 +65,13 @@ def emobox_folds(corpus: str) -> list[list[str]]:
         RAVDESS: `[["Actor_01", "Actor_11", "Actor_20", "Actor_21"], ["Actor_04", ...], ...]` (6 folds).
 
     Raises:
-        ValueError: EmoBox has no folds for the corpus that ser_hf can use; the message says why and names the
+        UsageError: EmoBox has no folds for the corpus that ser_hf can use; the message says why and names the
             corpora that have them.
     """
     if corpus in EMOBOX_FOLDS:
         return [list(fold) for fold in EMOBOX_FOLDS[corpus]]
     why = _REFUSED.get(corpus, f"EmoBox publishes no folds for --corpus {corpus}")
-    raise ValueError(f"{why}; EmoBox folds are available for: {', '.join(EMOBOX_FOLDS)}")
+    raise UsageError(f"{why}; EmoBox folds are available for: {', '.join(EMOBOX_FOLDS)}")
 
 
 def emobox_fold_name(fold: int) -> str:

@@ -19,39 +19,17 @@ from collections import Counter
 from pathlib import Path
 
 from ser_hf.corpora.files import AUDIO_EXTENSIONS
+from ser_hf.errors import SPEAKER_LEAK_WARNING, UsageError, sample_text
 
 logger = logging.getLogger(__name__)
 
 _MANIFEST_FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-_SHOW = 10  # how many offending items an error message lists before "... and N more"
 _RAVDESS_ACTOR_DIR = re.compile(r"^Actor_\d\d$")
-# Said wherever speakers may cross splits (also by `ser_hf.data.splits.stratified_split`).
-SPEAKER_LEAK_WARNING = (
-    "Results may leak speakers: a speaker whose clips are in both training and evaluation makes the model "
-    "look better than it is on new voices (it partly measures speaker recognition)."
-)
-
-
-def sample_text(items, n: int = _SHOW) -> str:
-    """The first `n` items joined with ", ", then "... and N more": error messages stay short on big corpora.
-
-    Args:
-        items: anything printable.
-        n: how many to show.
-
-    Returns:
-        e.g. "a.wav, b.wav ... and 12 more".
-    """
-    items = list(items)
-    text = ", ".join(str(i) for i in items[:n])
-    return text + (f" ... and {len(items) - n} more" if len(items) > n else "")
-
-
 def _read_records(path: Path) -> tuple[list[dict], list[str]]:
     """Read a CSV / TSV / JSON-lines file into (records, columns), each record with its line number."""
     fmt = _MANIFEST_FORMATS.get(path.suffix.lower())
     if fmt is None:
-        raise ValueError(f"Unsupported manifest {path}: expected .csv, .tsv, .jsonl or .json (one object per line)")
+        raise UsageError(f"Unsupported manifest {path}: expected .csv, .tsv, .jsonl or .json (one object per line)")
     records: list[dict] = []
     if fmt in ("csv", "tsv"):
         # utf-8-sig: spreadsheets often save a BOM that would otherwise glue onto the first column name.
@@ -75,11 +53,11 @@ def _read_records(path: Path) -> tuple[list[dict], list[str]]:
                 try:
                     items.append((line, json.loads(raw)))
                 except json.JSONDecodeError as err:
-                    raise ValueError(f"{path} line {line} is not a JSON object ({err.msg})") from None
+                    raise UsageError(f"{path} line {line} is not a JSON object ({err.msg})") from None
     columns: list[str] = []
     for line, item in items:
         if not isinstance(item, dict):
-            raise ValueError(f"{path} line {line}: expected a JSON object, got {type(item).__name__}")
+            raise UsageError(f"{path} line {line}: expected a JSON object, got {type(item).__name__}")
         for key in item:
             if key not in columns:
                 columns.append(key)
@@ -92,6 +70,7 @@ def load_manifest(
     path_column: str = "path",
     label_column: str = "label",
     speaker_column: str | None = "speaker",
+    column_flags: bool = True,
 ) -> list[dict]:
     """Load a manifest listing audio files with their labels (and optionally speakers).
 
@@ -100,6 +79,8 @@ def load_manifest(
         path_column: column with the audio path; relative paths resolve against the manifest's folder.
         label_column: column with the emotion label (stored as a string).
         speaker_column: column with the speaker id; optional in the file. None ignores speakers.
+        column_flags: a missing column's message offers --path_column / --label_column; False where the column
+            names are a convention the command line does not change (audiofolder's metadata.csv).
 
     Returns:
         One row per record, in file order: `"path"` (absolute str), `"label"` (str), `"speaker"`
@@ -108,7 +89,7 @@ def load_manifest(
         duplicated.
 
     Raises:
-        ValueError: unsupported format, empty manifest, a required column missing (the message names
+        UsageError: unsupported format, empty manifest, a required column missing (the message names
             the file, the column and the columns present), or empty path/label values.
         FileNotFoundError: the manifest, or any audio file it lists (all missing files are
             reported together: the first 10 and the count).
@@ -117,14 +98,14 @@ def load_manifest(
     if not manifest.is_file():
         raise FileNotFoundError(f"Manifest {manifest} does not exist")
     records, columns = _read_records(manifest)
-    _check_columns(manifest, columns, path_column, label_column, speaker_column)
+    _check_columns(manifest, columns, path_column, label_column, speaker_column, column_flags)
     if not records:
-        raise ValueError(f"Manifest {manifest} lists no audio files")
+        raise UsageError(f"Manifest {manifest} lists no audio files")
     if speaker_column is not None and speaker_column not in columns:
         speaker_column = None  # optional: without it rows get no "speaker" key at all
     rows, empty, missing_files = _manifest_rows(records, manifest.parent, path_column, label_column, speaker_column)
     if empty:
-        raise ValueError(
+        raise UsageError(
             f"Manifest {manifest}: empty {path_column!r} or {label_column!r} on line(s) {sample_text(empty)}"
         )
     if missing_files:
@@ -143,17 +124,19 @@ def load_manifest(
 
 
 def _check_columns(manifest: Path, columns: list[str], path_column: str, label_column: str,
-                   speaker_column: str | None) -> None:
+                   speaker_column: str | None, column_flags: bool = True) -> None:
     missing = [c for c in (path_column, label_column) if c not in columns]
-    if missing:
-        # Renaming is the fix that always works: the command line has no option naming a manifest's columns.
-        speaker = f", and the speaker column (if any) to {speaker_column!r}" if speaker_column else ""
-        raise ValueError(
-            f"Manifest {manifest} has no column {' or '.join(repr(c) for c in missing)}; "
-            f"columns present: {', '.join(map(repr, columns)) or 'none'}. "
-            f"Rename the columns in the file: the audio path column to {path_column!r}, the label column to "
-            f"{label_column!r}{speaker}."
-        )
+    if not missing:
+        return
+    found = (f"Manifest {manifest} has no column {' or '.join(repr(c) for c in missing)}; "
+             f"columns present: {', '.join(map(repr, columns)) or 'none'}. ")
+    if column_flags:
+        flags = {path_column: "--path_column", label_column: "--label_column"}
+        raise UsageError(found + "Name yours: " + " ".join(f"{flags[c]} COLUMN" for c in missing)
+                         + (" (and --speaker_column COLUMN for the speaker)" if speaker_column not in columns else ""))
+    speaker = f", and the speaker column (if any) to {speaker_column!r}" if speaker_column else ""
+    raise UsageError(found + f"Rename the columns in the file: the audio path column to {path_column!r}, the label "
+                     f"column to {label_column!r}{speaker}.")
 
 
 def _manifest_rows(records: list[dict], base: Path, path_column: str, label_column: str,
@@ -212,7 +195,7 @@ def load_audiofolder(data_dir: str | os.PathLike) -> list[dict]:
 
     Raises:
         FileNotFoundError: `data_dir` missing, no audio files, or listed files missing.
-        ValueError: no metadata file and the tree looks like RAVDESS (Actor_XX folders would become
+        UsageError: no metadata file and the tree looks like RAVDESS (Actor_XX folders would become
             the labels), or audio files sit directly in `data_dir` with no folder to name them.
     """
     root = Path(data_dir).expanduser().resolve()
@@ -220,9 +203,10 @@ def load_audiofolder(data_dir: str | os.PathLike) -> list[dict]:
         raise FileNotFoundError(f"Audio folder {root} does not exist")
     for name in ("metadata.csv", "metadata.jsonl"):
         if (root / name).is_file():
-            return load_manifest(root / name, path_column="file_name", label_column="label", speaker_column="speaker")
+            return load_manifest(root / name, path_column="file_name", label_column="label", speaker_column="speaker",
+                                 column_flags=False)
     if _looks_like_ravdess(root):
-        raise ValueError(
+        raise UsageError(
             f"{root} has Actor_XX folders and no metadata.csv: as an audiofolder it would be labelled by actor, "
             "not by emotion. It looks like RAVDESS: use `--corpus ravdess`, which reads the emotion from the file "
             "names. (Or add a metadata.csv with file_name,label columns.)"
@@ -239,7 +223,7 @@ def load_audiofolder(data_dir: str | os.PathLike) -> list[dict]:
             else:
                 rows.append({"path": str(path), "label": path.parent.name})
     if loose:
-        raise ValueError(
+        raise UsageError(
             f"{root} has audio files directly inside it ({sample_text(loose, 3)}) and no metadata.csv, so they have no "
             "label. Put each class in its own folder (data_dir/<label>/*.wav) or add a metadata.csv "
             "(columns file_name,label[,speaker])."
@@ -281,7 +265,7 @@ def load_hub_dataset(
         from the `ClassLabel` feature when the label column has one, otherwise sorted unique values.
 
     Raises:
-        ValueError: a named column is missing (the message lists the columns present), or `split`
+        UsageError: a named column is missing (the message lists the columns present), or `split`
             is not in a `save_to_disk` DatasetDict.
     """
     import datasets  # imported here so that manifest loading works without the datasets stack
@@ -291,7 +275,7 @@ def load_hub_dataset(
         dataset = datasets.load_from_disk(str(local))
         if split is not None and isinstance(dataset, datasets.DatasetDict):
             if split not in dataset:
-                raise ValueError(f"{local} has splits {list(dataset)}, not {split!r}")
+                raise UsageError(f"{local} has splits {list(dataset)}, not {split!r}")
             dataset = dataset[split]
     else:
         if "config_name" in kwargs:
@@ -301,7 +285,7 @@ def load_hub_dataset(
     for part in parts:
         for column in (audio_column, label_column, speaker_column):
             if column is not None and column not in part.column_names:
-                raise ValueError(
+                raise UsageError(
                     f"Dataset {name!r} has no column {column!r}; columns present: {', '.join(part.column_names)}"
                 )
     label_names = _hub_label_names(parts, label_column)
@@ -395,7 +379,7 @@ def load_user_splits(
         `{"train": rows, "validation": rows}` plus `"test"` when given.
 
     Raises:
-        ValueError: labels in validation/test that train lacks (named, with the split), or the
+        UsageError: labels in validation/test that train lacks (named, with the split), or the
             errors of `load_manifest`.
         FileNotFoundError: see `load_manifest`.
     """
@@ -410,7 +394,7 @@ def load_user_splits(
     for split, rows in splits.items():
         unknown = sorted({row["label"] for row in rows} - labels)
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"The {split} split ({sources[split]}) has label(s) {', '.join(map(repr, unknown))} that the train "
                 f"split ({train}) does not have; train labels: {', '.join(sorted(labels))}. "
                 "The label set comes from the train split."

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ser_hf.corpora.download import download_file, is_extracted, md5sum, safe_extract_zip
 from ser_hf.corpora.files import DUPLICATES, SkippedFiles, walk_files
+from ser_hf.errors import UsageError
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def parse_ravdess_filename(name: str) -> dict | None:
         repetition (1, 2) and actor (1..24). None when the name is not of the RAVDESS form.
 
     Raises:
-        ValueError: the name has the RAVDESS form but a code that cannot occur (e.g. emotion 09,
+        UsageError: the name has the RAVDESS form but a code that cannot occur (e.g. emotion 09,
             or neutral with strong intensity); the message names the file.
     """
     base = os.path.basename(name)
@@ -84,7 +85,7 @@ def parse_ravdess_filename(name: str) -> dict | None:
     if not 1 <= actor <= 24:
         problems.append(f"actor {actor:02d} (expected 01-24)")
     if problems:
-        raise ValueError(f"Invalid RAVDESS file name {name!r}: " + "; ".join(problems))
+        raise UsageError(f"Invalid RAVDESS file name {name!r}: " + "; ".join(problems))
     return {
         "modality": _MODALITIES[modality],
         "vocal_channel": _VOCAL_CHANNELS[channel],
@@ -127,7 +128,7 @@ def load_ravdess(data_dir: str | os.PathLike) -> list[dict]:
 
     Raises:
         FileNotFoundError: no RAVDESS speech clip under `data_dir` (or it does not exist).
-        ValueError: a RAVDESS-form file name with an impossible code (the message names the file).
+        UsageError: a RAVDESS-form file name with an impossible code (the message names the file).
     """
     root = Path(data_dir).expanduser().resolve()
     if not root.is_dir():
@@ -163,7 +164,7 @@ def _speech_clips(root: Path, skipped: SkippedFiles):
         try:
             meta = parse_ravdess_filename(path.name)
         except ValueError as err:
-            raise ValueError(f"{err} (file {path})") from err
+            raise UsageError(f"{err} (file {path})") from err
         reason = _skip_reason(path, meta, seen)
         if reason:
             skipped.add(reason, path)
@@ -241,7 +242,7 @@ def prepare_ravdess(
 
     Raises:
         FileNotFoundError: corpus missing and `download` is False.
-        ValueError: the zip's md5 does not match, or an unsafe zip entry.
+        UsageError: the zip's md5 does not match, or an unsafe zip entry.
     """
     data_dir = Path(data_dir).expanduser()
     zip_path = data_dir / RAVDESS_ZIP_NAME
@@ -259,6 +260,6 @@ def prepare_ravdess(
                 f"RAVDESS speech files not found under {data_dir} and download=False. {_howto(data_dir)}"
             )
         elif md5 and (actual := md5sum(zip_path)) != md5:
-            raise ValueError(f"{zip_path} has md5 {actual}, expected {md5}; delete it and download again.")
+            raise UsageError(f"{zip_path} has md5 {actual}, expected {md5}; delete it and download again.")
         safe_extract_zip(zip_path, data_dir)
     return load_ravdess(data_dir)

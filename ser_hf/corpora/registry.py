@@ -15,11 +15,19 @@ from types import MappingProxyType
 from typing import Any
 
 from ser_hf.corpora.cremad import (
-    CREMAD_DEFAULT_LABEL_SET, CREMAD_LABEL_SETS, CREMAD_LICENSE, cremad_labels, load_cremad,
+    CREMAD_DEFAULT_LABEL_SET,
+    CREMAD_LABEL_SETS,
+    CREMAD_LICENSE,
+    cremad_labels,
+    load_cremad,
 )
 from ser_hf.corpora.manifest import hub_dataset_rows, labels_from_rows, load_audiofolder, load_manifest
 from ser_hf.corpora.ravdess import (
-    RAVDESS_DEFAULT_LABEL_SET, RAVDESS_LABEL_SETS, RAVDESS_LICENSE, load_ravdess, prepare_ravdess,
+    RAVDESS_DEFAULT_LABEL_SET,
+    RAVDESS_LABEL_SETS,
+    RAVDESS_LICENSE,
+    load_ravdess,
+    prepare_ravdess,
 )
 
 DEMO_LICENSE = "apache-2.0"  # the generated audio is released, like the code, under Apache-2.0
@@ -137,8 +145,14 @@ def _load_cremad(data_args) -> tuple[list[dict], list[str]]:
 
 
 def _load_manifest(data_args) -> tuple[list[dict], list[str]]:
-    rows = load_manifest(data_args.manifest)
+    rows = load_manifest(data_args.manifest, **manifest_columns(data_args))
     return rows, labels_from_rows(rows)
+
+
+def manifest_columns(data_args) -> dict:
+    """The column names a manifest's rows are read from (--path_column, --label_column, --speaker_column)."""
+    return {"path_column": data_args.path_column, "label_column": data_args.label_column,
+            "speaker_column": data_args.speaker_column or "speaker"}
 
 
 def _load_audiofolder(data_args) -> tuple[list[dict], list[str]]:

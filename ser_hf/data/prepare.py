@@ -1,4 +1,13 @@
-"""From a corpus folder to speaker-independent `datasets` splits ready for the Trainer."""
+"""From a corpus folder to speaker-independent `datasets` splits ready for the Trainer.
+
+One call does it all for a run (`prepare_corpus`, as alignment-handbook's `get_dataset`):
+
+    data = prepare_corpus(data_args, output_dir)   # load -> split by speaker -> audio scan -> decoded-audio cache
+    datasets = data.datasets(label2id, feature_extractor, data_args)
+
+Its steps are public too, for callers that need one of them alone: `load_corpus` (rows and labels),
+`prepare_splits` (speaker folds), `exclude_bad_audio` (the scan), `audio_loader` (the cache), `build_datasets`.
+"""
 
 import dataclasses
 import logging
@@ -6,21 +15,28 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from datasets import Dataset, DatasetDict
 
-from ser_hf.config import UsageError
 from ser_hf.corpora import get_corpus
 from ser_hf.corpora.emobox import EMOBOX_REPOSITORY, emobox_fold_name, emobox_folds
 from ser_hf.corpora.files import corpus_relative
 from ser_hf.corpora.manifest import labels_from_rows, load_user_splits
+from ser_hf.corpora.registry import manifest_columns
 from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds, decode_16k_mono
 from ser_hf.data.audio_cache import AUDIO_CACHE_DIRNAME, DecodedAudioCache
 from ser_hf.data.augment import build_augmentation
 from ser_hf.data.scan import (
-    data_report, partition_rows, raise_if_strict, report_markdown, scan_files, write_data_report,
+    data_report,
+    partition_rows,
+    raise_if_strict,
+    report_markdown,
+    scan_files,
+    write_data_report,
 )
 from ser_hf.data.splits import describe_split, speaker_folds, split_by_fold, stratified_split
+from ser_hf.errors import UsageError, count
 
 logger = logging.getLogger(__name__)
 
@@ -145,14 +161,16 @@ def prepare_splits(data_args, corpus=None):
     data_args = resolve_data_args(data_args)  # a no-op for the commands, which resolved them at start
     if data_args.train_manifest:
         splits = load_user_splits(train=data_args.train_manifest, validation=data_args.validation_manifest,
-                                  test=data_args.test_manifest)
+                                  test=data_args.test_manifest, **manifest_columns(data_args))
         protocol = ("The user's own train/validation" + ("/test" if data_args.test_manifest else "")
                     + " files; speaker independence is what those files make it (overlaps are warned about).")
         names = {"validation": f"validation ({data_args.validation_manifest})"}
         if data_args.test_manifest:
             names["test"] = f"test ({data_args.test_manifest})"
+        check_label_count([row for rows in splits.values() for row in rows], data_args.train_manifest)
         return PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol, _speaker_independent(splits))
     rows, label_names = corpus or load_corpus(data_args)
+    check_label_count(rows, _corpus_source(data_args))
     if all(row.get("speaker") for row in rows):
         splits, names, protocol = _fold_split(rows, data_args)
     else:
@@ -161,7 +179,47 @@ def prepare_splits(data_args, corpus=None):
         protocol = ("Stratified by class, NOT speaker-independent: the corpus has no speaker column, so the same "
                     "voices may be in training and evaluation and the scores may be optimistic.")
     logger.info("Split:\n%s", describe_split(splits) if "speaker" in rows[0] else {k: len(v) for k, v in splits.items()})
+    check_training_labels(splits, label_names)
     return PreparedSplits(splits, label_names, names, protocol, _speaker_independent(splits))
+
+
+def _corpus_source(data_args):
+    return data_args.manifest or f"{data_args.corpus} corpus in {data_args.data_dir}"
+
+
+def check_label_count(rows, source):
+    """Refuse a corpus whose clips carry fewer than 2 labels: a 1-label classifier would report 100 %.
+
+    Raises:
+        UsageError: naming the label found (or none) and where.
+    """
+    counts = Counter(row["label"] for row in rows)
+    if len(counts) < 2:
+        found = ", ".join(f"{label!r} ({n} clips)" for label, n in counts.items()) or "no labelled clips"
+        raise UsageError(f"{source}: a classifier needs at least 2 labels, found {found}. Check the label column "
+                         "(--label_column) or the corpus folder.")
+
+
+def check_training_labels(splits, label_names):
+    """Refuse a split whose training part has no clip of a label that the evaluated splits have: the model could
+    never predict it, and its UA would be capped without saying why. A label absent from every split (a subset of
+    a corpus with a fixed label set) is only warned about.
+
+    Raises:
+        UsageError: naming the label and where its clips are.
+    """
+    counts = class_counts(splits, label_names)
+    for label in label_names:
+        elsewhere = {name: n[label] for name, n in counts.items() if name != "train" and n[label]}
+        if counts["train"][label]:
+            continue
+        if elsewhere:
+            where = ", ".join(f"{n} in {name}" for name, n in elsewhere.items())
+            raise UsageError(f"label {label!r} has no training clips ({where}): the model could never predict it. "
+                             "Choose other folds (--fold, --n_folds), move those speakers into training, or drop "
+                             "the label's clips from the corpus.")
+        logger.warning("Label %r has no clips in this corpus: the model keeps an output for it that never trains",
+                       label)
 
 
 def _fold_split(rows, data_args):
@@ -267,7 +325,7 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
     report = data_report(excluded, notes_count=dict(notes))
     if is_main:
         if report["n_excluded"]:
-            logger.warning("Audio scan excluded %d file(s):\n%s", report["n_excluded"], report_markdown(report))
+            logger.warning("Audio scan excluded %s:\n%s", count(report["n_excluded"], "file"), report_markdown(report))
         else:
             logger.info("Audio scan: all %d files decode cleanly", len(paths))
         # The report is pushed with the model: paths relative to the corpus, as in the predictions CSV.
@@ -351,3 +409,61 @@ def build_datasets(splits, label2id, feature_extractor, data_args, load_audio=de
         transform = AudioTransform(load_audio, feature_extractor, max_seconds=max_seconds, train=train, augment=augment)
         datasets[name] = to_dataset(rows, label2id, limit=limit).with_transform(transform)
     return datasets
+
+
+@dataclass
+class PreparedData(PreparedSplits):
+    """A corpus ready for a run: its scanned splits, what the model card says about them, and how clips are read.
+
+    Attributes (besides `PreparedSplits`'s, whose `splits` here hold only the clips the audio scan kept):
+        scan_report: the audio scan's report (`exclude_bad_audio`), also written to report_dir/data_report.json.
+        load_audio: path -> 1-D 16 kHz float32 clip (the decoded-audio cache, or decoding every time).
+    """
+
+    scan_report: dict | None = None
+    load_audio: Callable = decode_16k_mono
+
+    def datasets(self, label2id, feature_extractor, data_args, splits=None):
+        """`build_datasets` over these splits (or `splits`, e.g. with pseudo-labelled rows added)."""
+        return build_datasets(self.splits if splits is None else splits, label2id, feature_extractor, data_args,
+                              self.load_audio)
+
+
+def prepare_corpus(data_args, report_dir, corpus=None, prepared=None, keep=None, is_main=True, decode=True):
+    """The data of a run in one call: the corpus found, downloaded or generated, split speaker-independently,
+    scanned (bad files reported and excluded before any training) and decoded once into the audio cache.
+
+    Args:
+        data_args: `DataArguments`.
+        report_dir: where the scan report goes (the run's output dir); home of the caches when the corpus folder
+            is read-only.
+        corpus: `load_corpus(data_args)` when the caller already has it (one load for many folds).
+        prepared: `prepare_splits(data_args)` when the caller already made the split (to check it first).
+        keep: the split names to keep (e.g. ["test"]); default all.
+        is_main: the main process writes the scan report and logs it; the others reuse its cached scan.
+        decode: fill the decoded-audio cache now (`data_args.audio_cache`); False for callers that read no audio
+            through `load_audio` (the SVM baseline extracts its own features).
+
+    Returns:
+        `PreparedData`.
+    """
+    data_args = resolve_data_args(data_args)  # a no-op for the commands, which resolved them at start
+    prepared = prepared or prepare_splits(data_args, corpus)
+    splits = {name: rows for name, rows in prepared.splits.items() if keep is None or name in keep}
+    before = class_counts(splits, prepared.label_names)
+    splits, report = exclude_bad_audio(splits, data_args, report_dir, is_main=is_main)
+    _check_classes_survived_the_scan(before, class_counts(splits, prepared.label_names), report_dir)
+    load_audio = audio_loader(splits, data_args, report_dir) if decode else decode_16k_mono
+    return PreparedData(splits, prepared.label_names, prepared.split_names, prepared.protocol,
+                        prepared.speaker_independent, scan_report=report, load_audio=load_audio)
+
+
+def _check_classes_survived_the_scan(before, after, report_dir):
+    """Refuse a split in which the audio scan excluded every clip of a class: training could not learn it, or the
+    evaluation would silently score one class fewer."""
+    for split, counts in before.items():
+        lost = [label for label, n in counts.items() if n and not after[split][label]]
+        if lost:
+            shown = ", ".join(f"{label!r} ({counts[label]} clips)" for label in lost)
+            raise UsageError(f"the audio scan excluded every {split} clip of {shown}: fix or replace those files "
+                             f"(listed in {Path(report_dir) / 'data_report.json'}) before training")

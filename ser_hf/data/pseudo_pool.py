@@ -18,12 +18,12 @@ import hashlib
 import os
 from pathlib import Path
 
-from ser_hf.config import UsageError
 from ser_hf.corpora.cremad import parse_cremad_filename
 from ser_hf.corpora.files import AUDIO_EXTENSIONS, walk_files
 from ser_hf.corpora.ravdess import parse_ravdess_filename
 from ser_hf.data.prepare import cache_dir_for, prepare_splits
 from ser_hf.data.scan import data_report, partition_rows, scan_files
+from ser_hf.errors import UsageError
 
 POOL_SPLIT = "unlabeled"  # the pool's name in scan reports
 # Corpora whose loader takes every matching file below data_dir: unlabeled audio there would be read as labeled.

@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ser_hf.corpora.files import LFS_SIGNATURE
 from ser_hf.data.audio import MIN_SAMPLES, SAMPLE_RATE
+from ser_hf.errors import count
 
 REASONS = ("unreadable", "empty", "truncated", "too_short", "non_finite", "silent", "too_long")
 _CACHE_VERSION = 1  # bump when the classification rules change, so old caches are ignored
@@ -293,7 +294,7 @@ def report_markdown(report, max_files=20):
         lines = ["Data validation: every audio file decoded cleanly; nothing was excluded."]
     else:
         splits = list(report["by_split"])
-        lines = [f"Data validation: **{report['n_excluded']} files excluded** from training/evaluation.", "",
+        lines = [f"Data validation: **{count(report['n_excluded'], 'file')} excluded** from training/evaluation.", "",
                  "| reason | " + " | ".join(splits) + " | total |", "|---" * (len(splits) + 2) + "|"]
         for reason, total in report["by_reason"].items():
             cells = [str(report["by_split"][s].get(reason, 0)) for s in splits]

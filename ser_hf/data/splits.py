@@ -19,7 +19,7 @@ import random
 import re
 from collections import Counter, defaultdict
 
-from ser_hf.corpora.manifest import SPEAKER_LEAK_WARNING, sample_text
+from ser_hf.errors import SPEAKER_LEAK_WARNING, UsageError, sample_text
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +48,18 @@ def speaker_folds(
         `n_folds` lists of speaker ids, each sorted; every speaker is in exactly one fold.
 
     Raises:
-        ValueError: n_folds < 2 or more folds than speakers.
+        UsageError: n_folds < 2 or more folds than speakers.
     """
     if n_folds < 2:
-        raise ValueError(f"n_folds must be at least 2 (one to train on, one to evaluate), got {n_folds}")
+        raise UsageError(f"n_folds must be at least 2 (one to train on, one to evaluate), got {n_folds}")
     if n_folds > len(speaker_to_gender):
-        raise ValueError(
-            f"n_folds={n_folds} is more than the {len(speaker_to_gender)} speakers; some folds would be empty"
+        n = len(speaker_to_gender)
+        fewer = f"fewer folds (--n_folds {n}), " if n >= 2 else ""
+        raise UsageError(
+            f"--n_folds {n_folds} needs at least {n_folds} speakers and the corpus has {n} "
+            f"({sample_text(sorted(speaker_to_gender, key=_natural_key), 5)}): use {fewer}your own split "
+            "(--train_manifest and --validation_manifest), or no speaker column for a stratified split (speakers "
+            "may then leak)"
         )
     by_gender: dict[str, list[str]] = defaultdict(list)
     for speaker, gender in speaker_to_gender.items():
@@ -104,8 +109,9 @@ def split_by_fold(
         their input order.
 
     Raises:
-        ValueError: a fold index out of range, test_fold == eval_fold, a speaker listed in two
-            folds, rows whose speaker is in no fold, or an empty split.
+        UsageError: an empty split (a fold without clips).
+        ValueError: a fold index out of range, test_fold == eval_fold, a speaker listed in two folds, or rows whose
+            speaker is in no fold (the callers' checks come first: these are bugs, not mistakes).
     """
     n_folds = len(folds)
     _check_fold("eval_fold", eval_fold, n_folds)
@@ -134,7 +140,7 @@ def split_by_fold(
         splits[names.get(fold_of[row[speaker_key]], "train")].append(row)
     for name, split in splits.items():
         if not split:
-            raise ValueError(
+            raise UsageError(
                 f"The {name} split is empty (eval_fold={eval_fold}, test_fold={test_fold}, {len(rows)} rows)"
             )
     assert_speaker_independent(splits, speaker_key=speaker_key)
@@ -199,16 +205,16 @@ def stratified_split(
         `{"train": rows, "validation": rows}`, each in the input order.
 
     Raises:
-        ValueError: eval_fraction outside (0, 1), or a class too small to appear on both sides.
+        UsageError: eval_fraction outside (0, 1), or a class too small to appear on both sides.
     """
     from sklearn.model_selection import train_test_split
 
     if not 0 < eval_fraction < 1:
-        raise ValueError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
+        raise UsageError(f"eval_fraction must be between 0 and 1, got {eval_fraction}")
     labels = [row[label_key] for row in rows]
     small = sorted(label for label, n in Counter(labels).items() if n < 2)
     if small:
-        raise ValueError(f"Classes with fewer than 2 clips cannot be split with stratification: {sample_text(small)}")
+        raise UsageError(f"Classes with fewer than 2 clips cannot be split with stratification: {sample_text(small)}")
     logger.warning(
         "Random stratified split (%.0f%% validation, seed %d) without speaker information. %s",
         100 * eval_fraction, seed, SPEAKER_LEAK_WARNING,
@@ -218,7 +224,7 @@ def stratified_split(
             list(range(len(rows))), test_size=eval_fraction, random_state=seed, stratify=labels
         )
     except ValueError as err:
-        raise ValueError(
+        raise UsageError(
             f"Cannot split {len(rows)} clips with stratification at eval_fraction={eval_fraction}: {err}"
         ) from err
     return {"train": [rows[i] for i in sorted(train_idx)], "validation": [rows[i] for i in sorted(eval_idx)]}

@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.data.prepare import exclude_bad_audio, load_corpus, prepare_splits
+from ser_hf.data.prepare import load_corpus, prepare_corpus
 from ser_hf.evaluation.metrics import compute_ser_metrics
 
 logger = logging.getLogger(__name__)
@@ -229,9 +229,9 @@ def svm_on_folds(data_args, folds, report_dir, workers=None, seed=0, corpus=None
         corpus = load_corpus(data_args)  # once for every fold
     for k in folds:
         # A test fold stays out of the SVM's training too, as it does for the neural runs.
-        prepared = prepare_splits(dataclasses.replace(data_args, fold=k), corpus)
+        prepared = prepare_corpus(dataclasses.replace(data_args, fold=k), report_dir, corpus=corpus, decode=False)
         label_names = prepared.label_names
-        splits_by_fold[k], _ = exclude_bad_audio(prepared.splits, data_args, report_dir)
+        splits_by_fold[k] = prepared.splits
     paths = sorted({row["path"] for splits in splits_by_fold.values() for rows in splits.values() for row in rows})
     features = dict(zip(paths, extract_all(paths, workers=workers)))
     results = {}

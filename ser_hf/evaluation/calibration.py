@@ -13,7 +13,6 @@ import logging
 import math
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +114,8 @@ def fit_temperature(logits, labels, max_iter=100):
     Returns:
         float T (above 1: the model was over-confident; below 1: under-confident), within [0.01, 100].
     """
+    import torch  # here: reading a run's calibration (ser-hf compare, cross-validation reports) needs no torch
+
     logits = torch.as_tensor(np.asarray(logits, dtype=np.float64))
     labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
@@ -153,6 +154,8 @@ def fold_temperature_into_classifier(model, temperature):
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
     classifier = getattr(model, "classifier", None)
+    import torch
+
     if not isinstance(classifier, torch.nn.Linear):
         raise ValueError(f"{type(model).__name__} has no linear `classifier` layer to fold a temperature into")
     with torch.no_grad():

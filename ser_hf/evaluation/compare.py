@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ser_hf.config import UsageError
-from ser_hf.evaluation.crossval import CV_RESULTS_FILE, fold_dir, mean_std
+from ser_hf.errors import UsageError
+from ser_hf.evaluation.fold_summary import CV_RESULTS_FILE, fold_dir, mean_std
 
 DEFAULT_RESAMPLES = 2000
 

@@ -4,13 +4,10 @@ Input rows are what `ser_hf.reporting.results.evaluate_split` returns and `predi
 speaker, true, predicted, confidence. Used after every training run and by `recipes/evaluate_model.py`.
 """
 
-import json
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 
-from ser_hf.corpora.files import corpus_relative
 from ser_hf.evaluation.metrics import compute_ser_metrics
 
 
@@ -70,30 +67,3 @@ def error_analysis(rows, label_names, top=10):
             "per_speaker": per_speaker_scores(rows, label_names), "confidently_wrong": confidently_wrong(rows, top)}
 
 
-def format_error_analysis(analysis, split):
-    """A few lines for the end of a run: the most confused pairs and the weakest speaker."""
-    lines = [f"Most confused pairs ({split}, true -> predicted):"]
-    for pair in analysis["most_confused_pairs"][:5]:
-        lines.append(f"  {pair['true']:>12} -> {pair['predicted']:<12} {pair['count']:>4} clips "
-                     f"({pair['share_of_true']:.0%} of {pair['true']})")
-    if not analysis["most_confused_pairs"]:
-        lines.append("  none: every clip is right")
-    speakers = analysis["per_speaker"]
-    if len(speakers) > 1:
-        worst = min(speakers, key=lambda s: speakers[s]["ua"])
-        lines.append(f"Weakest speaker: {worst} (UA {speakers[worst]['ua']:.3f} on {speakers[worst]['clips']} clips)")
-    return "\n".join(lines)
-
-
-def write_error_analysis(rows, label_names, path, data_dir=None, top=10):
-    """Write `error_analysis` of rows to a JSON file (paths relative to data_dir: it is pushed with the model).
-
-    Returns:
-        (path written, the analysis dict)
-    """
-    analysis = error_analysis(rows, label_names, top)
-    if data_dir is not None:
-        analysis["confidently_wrong"] = [{**row, "path": corpus_relative(row["path"], data_dir)}
-                                         for row in analysis["confidently_wrong"]]
-    Path(path).write_text(json.dumps(analysis, indent=2))
-    return Path(path), analysis

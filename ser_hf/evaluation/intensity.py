@@ -1,20 +1,17 @@
-"""Intensity predictions of a `--task multitask` model: on evaluation splits (metrics) and on files (predict).
+"""The intensity head of a `--task multitask` model scored on evaluation splits (files: `ser_hf.inference.intensity`).
 
-The intensity head reads the vector the emotion classifier receives (`ser_hf.training.multitask.pooled_capture`),
-so its predictions come from the same forward pass, on the same preprocessed inputs, as the emotion scores:
-evaluation runs the batches through `SERTrainer.compute_loss` exactly as `evaluate_split` does (clip by clip for
-models without an attention mask); predict runs each file's 16 kHz samples (windows for long files) through the
-pipeline's model and feature extractor a second time, since `pipeline()` itself returns emotions only.
+The head reads the vector the emotion classifier receives (`ser_hf.models.intensity_head.pooled_capture`), so its
+predictions come from the same forward pass, on the same preprocessed inputs, as the emotion scores: the batches
+go through `SERTrainer.compute_loss` exactly as `evaluate_split` sends them (clip by clip for models without an
+attention mask).
 """
 
 import numpy as np
 import torch
 
 from ser_hf.corpora.intensity import IGNORE_INDEX
-from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.evaluation.inference import chunk_starts
 from ser_hf.evaluation.metrics import compute_ser_metrics
-from ser_hf.training.multitask import pooled_capture
+from ser_hf.models.intensity_head import pooled_capture
 
 
 def predict_intensity(trainer, head, dataset):
@@ -36,7 +33,7 @@ def predict_intensity(trainer, head, dataset):
     try:
         with torch.no_grad():
             for batch in trainer.get_eval_dataloader(dataset):
-                batch = trainer._prepare_inputs(batch)
+                batch = {k: v.to(trainer.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
                 target = batch.pop("intensity_labels")
                 with pooled_capture(model) as pooled:
                     trainer.compute_loss(model, batch, return_outputs=True)
@@ -82,56 +79,3 @@ def evaluate_intensity(trainer, head, data):
     return results
 
 
-def file_intensity(classifier, head, path, chunk_seconds=10.0, chunk_overlap=5.0):
-    """Intensity probabilities of one audio file, averaged over the same windows `classify_file` uses.
-
-    Args:
-        classifier: the audio-classification pipeline (its model and feature extractor are used).
-        head: the model's `IntensityHead`.
-        path: an audio file that `classify_file` classified without error.
-        chunk_seconds, chunk_overlap: as in `classify_file`.
-
-    Returns:
-        {intensity name: probability}.
-    """
-    from torchcodec.decoders import AudioDecoder
-
-    model, extractor = classifier.model, classifier.feature_extractor
-    # What the pipeline's `ffmpeg -ac 1 -ar 16000` gives (see ser_hf.evaluation.inference).
-    decoder = AudioDecoder(str(path), sample_rate=SAMPLE_RATE, num_channels=1)
-    total = decoder.metadata.duration_seconds_from_header or 0.0
-    chunk_n = round(chunk_seconds * SAMPLE_RATE)
-    hop_n = round((chunk_seconds - chunk_overlap) * SAMPLE_RATE)
-    windows = ([None] if total <= chunk_seconds else chunk_starts(round(total * SAMPLE_RATE), chunk_n, hop_n))
-    head = head.to(model.device).eval()
-    probabilities = []
-    with torch.inference_mode():
-        for start in windows:
-            if start is None:
-                samples = decoder.get_all_samples().data.numpy()[0]
-            else:
-                samples = decoder.get_samples_played_in_range(
-                    start / SAMPLE_RATE, min((start + chunk_n) / SAMPLE_RATE, total)).data.numpy()[0]
-            inputs = extractor(samples, sampling_rate=SAMPLE_RATE, return_tensors="pt")
-            inputs = {k: v.to(model.device) for k, v in inputs.items()}
-            with pooled_capture(model) as pooled:
-                model(**inputs)
-            probabilities.append(head(torch.cat(pooled).float()).softmax(dim=-1)[0].cpu().numpy())
-    mean = np.mean(probabilities, axis=0)
-    return {name: float(p) for name, p in zip(head.names, mean)}
-
-
-def add_intensity_to_rows(classifier, head, rows, chunk_seconds=10.0, chunk_overlap=5.0):
-    """Add "intensity" and "intensity_score" to each classified row of `classify_files` (errors stay as they are).
-
-    Returns:
-        The rows (changed in place).
-    """
-    for row in rows:
-        if row.get("error"):
-            row["intensity"], row["intensity_score"] = None, None
-            continue
-        scores = file_intensity(classifier, head, row["path"], chunk_seconds, chunk_overlap)
-        best = max(scores, key=scores.get)
-        row["intensity"], row["intensity_score"] = best, scores[best]
-    return rows

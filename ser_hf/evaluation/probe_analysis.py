@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from ser_hf.evaluation.metrics import compute_ser_metrics
-from ser_hf.training.probe import ProbeHead, train_probe_head
+from ser_hf.models.probe_head import ProbeHead
+from ser_hf.training.probe import train_probe_head
 
 logger = logging.getLogger(__name__)
 

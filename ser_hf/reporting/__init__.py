@@ -1,1 +1,2 @@
-"""Layer 5: what a run leaves for people: the model card, plots, results files, the cross-validation report, the Hub push."""
+"""Reporting: what a run leaves for people. The model card, plots, results and predictions files, the reports of
+cross-validation, search, comparisons, pseudo-labels and timelines, and the Hub push."""

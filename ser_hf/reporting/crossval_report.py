@@ -4,7 +4,7 @@ and reliability diagram."""
 import json
 from pathlib import Path
 
-from ser_hf.evaluation.crossval import CV_RESULTS_FILE, CV_TABLE_FILE, METRICS
+from ser_hf.evaluation.fold_summary import CV_RESULTS_FILE, CV_TABLE_FILE, METRICS
 from ser_hf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram
 
 

@@ -26,7 +26,7 @@ UPLOAD_EXCLUDE = (
     "trainer_state.json", "*/trainer_state.json",
     # Local corpus paths, for recipes/evaluate_model.py on this machine only.
     "data_args.json",
-    # Pseudo-labelling's earlier rounds (ser_hf/commands/pseudo_rounds.py): whole runs of their own, not this model.
+    # Pseudo-labelling's earlier rounds (ser_hf/experiments/pseudo_rounds.py): whole runs of their own, not this model.
     "pseudo_round_*/",
     # Experiment-tracker logs.
     "runs/", "*/runs/", "wandb/", "*tfevents*",

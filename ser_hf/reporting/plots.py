@@ -83,7 +83,7 @@ def _line(ax, xs, ys, label):
 
 
 def plot_training_curves(
-    log_history: list[dict], path, metric_names=("eval_ua", "eval_wa", "eval_macro_f1")
+    log_history: list[dict], path, metric_names=("eval_ua", "eval_wa", "eval_macro_f1"), kept_step=None
 ) -> Path:
     """Plot loss, evaluation metrics and learning rate against the optimizer step.
 
@@ -93,6 +93,8 @@ def plot_training_curves(
             (`train_loss`, `train_runtime`, ...) that is ignored.
         path: PNG file to write.
         metric_names: evaluation keys to draw in the metrics panel; missing ones are skipped.
+        kept_step: the step of the saved model (the best checkpoint with load_best_model_at_end), marked on every
+            panel, so the curves show which point of training the published model is.
 
     Returns:
         The path written. Panels without data say so instead of failing, so a run that never evaluated
@@ -125,6 +127,8 @@ def plot_training_curves(
     for ax in axes:
         ax.set_xlabel("step")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines and kept_step is not None:
+            ax.axvline(kept_step, color="black", linestyle=":", linewidth=1.2, label=f"saved model (step {kept_step})")
         if ax.lines:
             steps = {x for line in ax.lines for x in line.get_xdata()}
             if len(steps) == 1:  # a lone step would get a fractional axis around it
@@ -264,9 +268,16 @@ def plot_reliability_diagram(bins, path, ece=None, title=None) -> Path:
     confidence = np.array([b["confidence"] if b["count"] else 0.0 for b in bins])
     ax.bar(lowers[filled], accuracy[filled], width=widths[filled], align="edge", color="tab:blue",
            edgecolor="black", linewidth=0.5, label="accuracy")
-    # The gap between each bin's mean confidence and its accuracy: the terms ECE averages.
-    ax.bar(lowers[filled], confidence[filled] - accuracy[filled], bottom=accuracy[filled], width=widths[filled],
-           align="edge", color="tab:red", alpha=0.3, edgecolor="tab:red", linewidth=0.5, label="gap to confidence")
+    # The gap between each bin's mean confidence and its accuracy (the terms ECE averages), hatched and unfilled so
+    # it never blends with the accuracy bar into a third colour: red above it (over-confident), orange inside it
+    # (under-confident).
+    gap = confidence - accuracy
+    for side, color, label in ((gap > 0, "tab:red", "over-confident: mean score above accuracy"),
+                               (gap < 0, "tab:orange", "under-confident: mean score below accuracy")):
+        chosen = filled & side
+        if chosen.any():
+            ax.bar(lowers[chosen], gap[chosen], bottom=accuracy[chosen], width=widths[chosen], align="edge",
+                   fill=False, hatch="///", edgecolor=color, linewidth=0.8, label=label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", linewidth=1, label="perfect calibration")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
@@ -332,7 +343,7 @@ def plot_emotion_timeline(windows, label_names, path, samples=None, sample_rate=
     """An emotion timeline: the top label of each window as a coloured band over the stacked class probabilities.
 
     Args:
-        windows: `ser_hf.evaluation.timeline.emotion_timeline(...)["windows"]`: dicts with start, end, label and
+        windows: `ser_hf.inference.timeline.emotion_timeline(...)["windows"]`: dicts with start, end, label and
             scores ({label: probability}, or None for a window gated as silence, drawn grey).
         label_names: class names in id order (colours and stacking order).
         path: PNG file to write.

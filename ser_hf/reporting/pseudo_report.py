@@ -1,10 +1,13 @@
 """What a pseudo-labelling run reports: the card's "Pseudo-labels" section, pseudo_rounds.json, and a
 cross-validation's round-0-against-final comparison."""
 
+import csv
 import json
 from pathlib import Path
 
 import numpy as np
+
+from ser_hf.corpora.files import corpus_relative
 
 PSEUDO_ROUNDS_FILE = "pseudo_rounds.json"
 
@@ -123,3 +126,28 @@ def pseudo_crossval_markdown(summary):
                  f"{100 * m['final']['mean']:.1f} +- {100 * m['final']['std']:.1f} | "
                  f"{100 * m['difference']['mean']:+.1f} +- {100 * m['difference']['std']:.1f} | | |")
     return "\n".join(lines)
+
+
+def write_pseudo_labels_csv(scored, threshold, path, relative_to=None):
+    """One row per pool clip: path, pseudo-label, confidence, whether it was added, error (and held-back label).
+
+    Args:
+        scored: `score_pool` output.
+        threshold: the confidence threshold (decides the "added" column).
+        path: the CSV to write.
+        relative_to: write paths relative to this folder (the pool folder), as the run's other CSVs do.
+
+    Returns:
+        The path as a Path.
+    """
+    held_back = any("held_back_label" in row for row in scored)
+    columns = ["path", "label", "confidence", "added", "error"] + (["held_back_label"] if held_back else [])
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in scored:
+            added = row["error"] is None and row["confidence"] >= threshold
+            values = [corpus_relative(row["path"], relative_to) if relative_to else row["path"], row["label"] or "",
+                      "" if row["confidence"] is None else f"{row['confidence']:.4f}", int(added), row["error"] or ""]
+            writer.writerow(values + ([row.get("held_back_label", "")] if held_back else []))
+    return Path(path)

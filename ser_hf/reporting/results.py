@@ -6,12 +6,15 @@ from pathlib import Path
 
 from ser_hf.corpora import get_corpus
 from ser_hf.corpora.files import corpus_relative
-from ser_hf.evaluation.error_analysis import format_error_analysis, write_error_analysis
-from ser_hf.evaluation.prediction import RESULTS_FILE
+from ser_hf.evaluation.error_analysis import error_analysis
+from ser_hf.evaluation.metrics import RESULTS_FILE
 from ser_hf.reporting.calibration_report import calibration_section
 from ser_hf.reporting.model_card import ModelCardInfo, write_model_card
 from ser_hf.reporting.plots import (
-    plot_confusion_matrix, plot_per_class_recall, plot_prediction_histogram, plot_reliability_diagram,
+    plot_confusion_matrix,
+    plot_per_class_recall,
+    plot_prediction_histogram,
+    plot_reliability_diagram,
     plot_training_curves,
 )
 
@@ -44,7 +47,7 @@ def headline_split(results):
     return "test" if "test" in results else "validation"
 
 
-def write_reports(output_dir, results, label_names, log_history, card_info, diagnostics=None):
+def write_reports(output_dir, results, label_names, log_history, card_info, diagnostics=None, saved_step=None):
     """Write results json, plots and README.md model card.
 
     Args:
@@ -53,8 +56,10 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
         label_names: names in id order.
         log_history: `trainer.state.log_history`.
         card_info: `ModelCardInfo` without metrics and plots (filled here).
-        diagnostics: the run's `TrainingDiagnostics`: its prediction histogram is plotted and the warnings that
-            still held at the end go on the card, so a collapsed or stalled run says so where its numbers are read.
+        diagnostics: the run's `TrainingDiagnostics`: its prediction histogram is plotted, and what it saw goes on
+            the card as far as it concerns the saved model (`card_notes`), so a collapsed or stalled run says so
+            where its numbers are read and a passing collapse is not mistaken for the saved model's state.
+        saved_step: the training step of the saved model (the best checkpoint's with load_best_model_at_end).
 
     Returns:
         Path of the model card.
@@ -63,7 +68,7 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
     headline = results[headline_split(results)]
     plots = [
-        plot_training_curves(log_history, output_dir / "training_curves.png"),
+        plot_training_curves(log_history, output_dir / "training_curves.png", kept_step=saved_step),
         plot_confusion_matrix(headline["confusion_matrix"], label_names, output_dir / "confusion_matrix.png"),
         plot_confusion_matrix(
             headline["confusion_matrix"], label_names, output_dir / "confusion_matrix_normalized.png", normalize=True
@@ -77,7 +82,8 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
     if diagnostics is not None:
         diagnostics.save(output_dir)
         plots.append(plot_prediction_histogram(diagnostics.history, label_names, output_dir / "prediction_histogram.png"))
-        card_info.notes += [f"Training diagnostics: {message}" for message in diagnostics.persisting_warnings()]
+        notes = diagnostics.card_notes(saved_step, headline["confusion_matrix"])
+        card_info.notes += [f"Training diagnostics: {message}" for message in notes]
     card_info.metrics = headline
     card_info.plots = [Path(p).name for p in plots]
     return write_model_card(output_dir, card_info)
@@ -161,3 +167,51 @@ def results_table(results, output_dir):
     lines.append(f"model: {output_dir}")
     return "\n".join(lines)
 
+
+def format_error_analysis(analysis, split):
+    """A few lines for the end of a run: the most confused pairs and the weakest speaker."""
+    lines = [f"Most confused pairs ({split}, true -> predicted):"]
+    for pair in analysis["most_confused_pairs"][:5]:
+        lines.append(f"  {pair['true']:>12} -> {pair['predicted']:<12} {pair['count']:>4} clips "
+                     f"({pair['share_of_true']:.0%} of {pair['true']})")
+    if not analysis["most_confused_pairs"]:
+        lines.append("  none: every clip is right")
+    speakers = analysis["per_speaker"]
+    if len(speakers) > 1:
+        worst = min(speakers, key=lambda s: speakers[s]["ua"])
+        lines.append(f"Weakest speaker: {worst} (UA {speakers[worst]['ua']:.3f} on {speakers[worst]['clips']} clips)")
+    return "\n".join(lines)
+
+
+def write_error_analysis(rows, label_names, path, data_dir=None, top=10):
+    """Write `error_analysis` of rows to a JSON file (paths relative to data_dir: it is pushed with the model).
+
+    Returns:
+        (path written, the analysis dict)
+    """
+    analysis = error_analysis(rows, label_names, top)
+    if data_dir is not None:
+        analysis["confidently_wrong"] = [{**row, "path": corpus_relative(row["path"], data_dir)}
+                                         for row in analysis["confidently_wrong"]]
+    Path(path).write_text(json.dumps(analysis, indent=2))
+    return Path(path), analysis
+
+
+def showcase_clip(output_dir, split="validation"):
+    """A held-out clip to show a new user the pipeline on: one the model gets right (its surest), with its label.
+
+    Args:
+        output_dir: a finished training run (predictions_<split>.csv and data_args.json).
+        split: the held-out split to pick from.
+
+    Returns:
+        (absolute path, true label, whether the model gets it right, clips right, clips in the split); a clip the
+        model gets wrong only when it gets none right.
+    """
+    output_dir = Path(output_dir)
+    with open(output_dir / f"predictions_{split}.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    right = [row for row in rows if row["true"] == row["predicted"]]
+    row = max(right, key=lambda r: float(r["confidence"])) if right else rows[0]
+    data_dir = json.loads((output_dir / "data_args.json").read_text())["data_dir"]
+    return str(Path(data_dir) / row["path"]), row["true"], bool(right), len(right), len(rows)

@@ -16,7 +16,7 @@ import matplotlib
 import numpy as np
 import optuna
 
-from ser_hf.evaluation.search import write_config
+from ser_hf.config import write_config
 
 logger = logging.getLogger(__name__)
 

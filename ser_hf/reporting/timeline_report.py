@@ -4,10 +4,11 @@
     save_timeline(timeline, "timelines/")   # timelines/talk_timeline.csv, .json, .png
 """
 
+import csv
+import json
 from pathlib import Path
 
 from ser_hf.data.audio import SAMPLE_RATE, decode_16k_mono
-from ser_hf.evaluation.timeline import write_timeline
 from ser_hf.reporting.plots import plot_emotion_timeline
 
 
@@ -34,7 +35,7 @@ def save_timeline(timeline, out_dir, stem=None, waveform=True):
     """Write a timeline's CSV, JSON and PNG (waveform above the timeline) into `out_dir`.
 
     Args:
-        timeline: `ser_hf.evaluation.timeline.emotion_timeline` output without an error.
+        timeline: `ser_hf.inference.timeline.emotion_timeline` output without an error.
         out_dir: folder to write into (created when missing).
         stem: file name without extension; default `<audio file stem>_timeline`.
         waveform: draw the file's waveform above the timeline (decodes the file once more).
@@ -53,3 +54,29 @@ def save_timeline(timeline, out_dir, stem=None, waveform=True):
         "png": plot_emotion_timeline(timeline["windows"], timeline["labels"], out_dir / f"{stem}.png",
                                      samples=samples, sample_rate=SAMPLE_RATE, title=title),
     }
+
+
+def write_timeline(timeline, path):
+    """Write a timeline as JSON (the whole dict) or CSV (one row per window, one column per class), by extension.
+
+    Args:
+        timeline: `emotion_timeline` output.
+        path: a .json file, or any other name for CSV. Parent folders are created.
+
+    Returns:
+        The path as a Path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(timeline, indent=2))
+        return path
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["start", "end", "label", "score", "rms_dbfs", *timeline["labels"]])
+        for w in timeline["windows"]:
+            scores = w["scores"] or {}
+            writer.writerow([w["start"], w["end"], w["label"], "" if w["score"] is None else f"{w['score']:.4f}",
+                             "" if w["rms_dbfs"] is None else w["rms_dbfs"],
+                             *("" if name not in scores else f"{scores[name]:.4f}" for name in timeline["labels"])])
+    return path

@@ -1,1 +1,2 @@
-"""Layer 3: the model and its training: building and freezing encoders, SERTrainer, schedules, imbalance, callbacks, diagnostics, checkpoints."""
+"""Training: SERTrainer and what it needs. Schedules, sampling, class weights, precision, callbacks, diagnostics,
+checkpoints, the output dir's lock and final save, probe-head and multitask training."""

@@ -1,7 +1,9 @@
 """Trainer callbacks that keep a run's work safe."""
 
 import logging
+import os
 import signal
+import threading
 
 from transformers import TrainerCallback
 
@@ -25,12 +27,17 @@ class PreemptionCallback(TrainerCallback):
         self.signals = tuple(signals)
         self.stopped_by = None  # the signal that stopped training, if any
         self._previous = {}
+        self._pid = os.getpid()
 
     @property
     def preempted(self):
         return self.stopped_by is not None
 
     def _handle(self, signum, frame):
+        if os.getpid() != self._pid:
+            # A dataloader worker forked from the training process inherits the handler, and Ctrl-C reaches the
+            # whole process group: the training process alone saves, stops its workers and says so, once.
+            return
         signum = signal.Signals(signum)
         logger.warning("Received %s: saving a checkpoint after this step, then stopping (again to abort at once)",
                        signum.name)
@@ -39,6 +46,7 @@ class PreemptionCallback(TrainerCallback):
             signal.signal(signal.SIGINT, self._previous.get(signal.SIGINT, signal.default_int_handler))
 
     def on_train_begin(self, args, state, control, **kwargs):
+        self._pid = os.getpid()
         self._previous = {sig: signal.signal(sig, self._handle) for sig in self.signals}
         return control
 
@@ -62,3 +70,41 @@ class PreemptionCallback(TrainerCallback):
     def exit_code(self):
         """128 + the signal's number, as a shell reports a process the signal killed."""
         return EXIT_CODES.get(self.stopped_by, 128 + int(self.stopped_by or 0))
+
+
+class WorkerStopSignals:
+    """A dataloader worker's init function: stop signals from outside ignored, then the loader's own init function.
+
+    Ctrl-C reaches the whole process group, and a scheduler's pre-emption SIGTERM every process of the job, workers
+    included. torch's workers die of a SIGTERM that their parent did not send, and the training process then raises
+    "DataLoader worker is killed by signal" instead of saving its checkpoint. Here a worker ignores Ctrl-C and any
+    SIGTERM but its parent's, and on its parent's exits at once, as torch's own handler does (the parent sends it
+    when shutting its workers down, and Python's multiprocessing at exit): the signal is handled once, by the
+    training process (`PreemptionCallback`), which then stops its workers itself.
+    """
+
+    def __init__(self, init_fn=None):
+        self.init_fn = init_fn
+
+    def __call__(self, worker_id):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A handler cannot see who sent a signal; a thread waiting for it (blocked everywhere else) can.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        threading.Thread(target=_exit_on_parents_sigterm, args=(os.getppid(),), daemon=True).start()
+        if self.init_fn is not None:
+            self.init_fn(worker_id)
+
+
+def _exit_on_parents_sigterm(parent):
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
+
+
+def with_worker_stop_signals(dataloader):
+    """The dataloader with `WorkerStopSignals` around its workers' init function (no-op without workers)."""
+    # accelerate's prepared loaders wrap the torch DataLoader whose iterator starts the workers.
+    loader = getattr(dataloader, "base_dataloader", dataloader)
+    if loader.num_workers > 0 and not isinstance(loader.worker_init_fn, WorkerStopSignals):
+        loader.worker_init_fn = WorkerStopSignals(loader.worker_init_fn)
+    return dataloader

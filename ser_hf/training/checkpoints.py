@@ -20,7 +20,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from ser_hf.config import UsageError
+from ser_hf.errors import UsageError
 
 logger = logging.getLogger(__name__)
 

@@ -137,7 +137,7 @@ class TrainingDiagnostics(TrainerCallback, ExportableState):
             self._warn("stall", f"{watched} has stayed at {values[-1]:.4f} for {self.stall_evaluations} "
                        "evaluations in a row: training has stalled. " + STALL_HELP, log)
 
-    def persisting_warnings(self):
+    def persisting_warnings(self, kinds=("collapse", "stall")):
         """The warnings whose condition still held at the last evaluation: what the model card should say.
 
         A from-scratch model often predicts one class for its first evaluations and then recovers; the log
@@ -150,7 +150,37 @@ class TrainingDiagnostics(TrainerCallback, ExportableState):
             values = [h.get(watched[0]) for h in self.history[-(self.stall_evaluations + 1):]]
             still["stall"] = (len(values) > self.stall_evaluations and None not in values
                               and max(values) - min(values) < self.stall_tolerance)
-        return [message for kind, message in self.warnings if still.get(kind)]
+        return [message for kind, message in self.warnings if still.get(kind) and kind in kinds]
+
+    def card_notes(self, saved_step, confusion_matrix):
+        """What the model card should say about the SAVED model, which with load_best_model_at_end is not the last
+        state of training: a collapse is judged on the saved model's own predictions (its confusion matrix on the
+        reported split); one that came and went during training is named as a passing state.
+
+        Args:
+            saved_step: the training step of the saved model.
+            confusion_matrix: the saved model's confusion matrix on the reported split (rows: true classes).
+
+        Returns:
+            A list of notes (possibly empty).
+        """
+        cm = np.asarray(confusion_matrix)
+        notes, n = [], int(cm.sum())
+        predicted = cm.sum(axis=0)
+        top = int(predicted.argmax())
+        others = n - int(cm[top].sum())  # clips whose true class is not the top prediction
+        if others and (int(predicted[top]) - int(cm[top, top])) / others >= 0.5:
+            notes.append(f"The saved model (step {saved_step}) predicts '{self.label_names[top]}' for "
+                         f"{predicted[top] / n:.0%} of the {n} evaluation clips: it has collapsed onto one class. "
+                         + COLLAPSE_HELP)
+        elif "collapse" in {kind for kind, _ in self.warnings}:
+            first = next(h for h in self.history if h["collapsed_onto"] is not None)
+            notes.append(f"During training the model passed through a collapse: at step {first['step']} it predicted "
+                         f"'{first['collapsed_onto']}' for most evaluation clips. That was a passing state: the saved "
+                         f"model (step {saved_step}) predicts {int((predicted > 0).sum())} of the "
+                         f"{len(self.label_names)} classes (diagnostics.json has every evaluation's histogram).")
+        notes += self.persisting_warnings(kinds=("stall",))
+        return notes
 
     def save(self, output_dir):
         """Write the histograms and warnings to `output_dir/diagnostics.json`."""

@@ -14,35 +14,15 @@ How the head lives with the Trainer:
   beside: `intensity_head.safetensors` and `intensity_config.json` (its label names, the loss weight).
 """
 
-import contextlib
-import json
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from ser_hf.config import UsageError
 from ser_hf.corpora import get_corpus
 from ser_hf.corpora.intensity import IGNORE_INDEX, intensity_id, intensity_names
+from ser_hf.errors import UsageError
+from ser_hf.models.intensity_head import IntensityHead, pooled_capture, save_intensity_head
 from ser_hf.training.trainer import NonFiniteError, SERTrainer
-
-INTENSITY_HEAD_FILE = "intensity_head.safetensors"
-INTENSITY_CONFIG_FILE = "intensity_config.json"
-
-
-class IntensityHead(nn.Linear):
-    """A linear layer from the pooled vector to intensity logits, with its label names.
-
-    Args:
-        in_features: the size of the vector the emotion classifier reads (`model.classifier.in_features`).
-        names: intensity names in id order.
-    """
-
-    def __init__(self, in_features, names):
-        super().__init__(in_features, len(names))
-        self.names = tuple(names)
 
 
 def check_multitask_data(data_args):
@@ -87,36 +67,6 @@ def with_intensity_ids(splits, names):
     """Rows with an "intensity_label" id in `names` (IGNORE_INDEX where a clip has none): {split: rows}."""
     return {split: [{**row, "intensity_label": intensity_id(row, names)} for row in rows]
             for split, rows in splits.items()}
-
-
-def attach_intensity_head(model, names):
-    """Add an `IntensityHead` as `model.intensity_head`, initialised as transformers initialises the classifier.
-
-    Returns:
-        The head.
-    """
-    head = IntensityHead(model.classifier.in_features, names)
-    std = getattr(model.config, "initializer_range", 0.02)
-    nn.init.normal_(head.weight, std=std)
-    nn.init.zeros_(head.bias)
-    model.intensity_head = head.to(model.classifier.weight.device)
-    return model.intensity_head
-
-
-@contextlib.contextmanager
-def pooled_capture(model):
-    """Collect the vectors `model.classifier` receives while the block runs (one per forward call).
-
-    Yields:
-        A list that fills with one (batch x features) tensor per forward; `torch.cat` them for the whole batch
-        (the clip-by-clip evaluation of mask-less models calls the model once per clip).
-    """
-    captured = []
-    handle = model.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
-    try:
-        yield captured
-    finally:
-        handle.remove()
 
 
 def masked_intensity_loss(logits, targets):
@@ -174,35 +124,3 @@ class MultitaskTrainer(SERTrainer):
             save_intensity_head(head, output_dir, self.intensity_loss_weight)
 
 
-def save_intensity_head(head, output_dir, loss_weight=None):
-    """Write `intensity_head.safetensors` and `intensity_config.json` (names, input size, loss weight)."""
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in head.state_dict().items()},
-              str(output_dir / INTENSITY_HEAD_FILE), metadata={"format": "pt"})
-    config = {"id2label": dict(enumerate(head.names)), "in_features": head.in_features,
-              "intensity_loss_weight": loss_weight,
-              "reads": "the vector model.classifier receives (projector output, masked mean over frames)"}
-    (output_dir / INTENSITY_CONFIG_FILE).write_text(json.dumps(config, indent=2))
-
-
-def has_intensity_head(model_dir):
-    """Whether a model folder holds a saved intensity head."""
-    return (Path(model_dir) / INTENSITY_HEAD_FILE).is_file() and (Path(model_dir) / INTENSITY_CONFIG_FILE).is_file()
-
-
-def load_intensity_head(model_dir):
-    """The `IntensityHead` saved in a model folder (CPU, eval mode).
-
-    Raises:
-        FileNotFoundError: the folder has no intensity head.
-    """
-    model_dir = Path(model_dir)
-    if not has_intensity_head(model_dir):
-        raise FileNotFoundError(f"{model_dir} has no {INTENSITY_HEAD_FILE} / {INTENSITY_CONFIG_FILE} "
-                                "(trained without --task multitask?)")
-    config = json.loads((model_dir / INTENSITY_CONFIG_FILE).read_text())
-    names = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
-    head = IntensityHead(int(config["in_features"]), names)
-    head.load_state_dict(load_file(str(model_dir / INTENSITY_HEAD_FILE)))
-    return head.eval()

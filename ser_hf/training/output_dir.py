@@ -1,14 +1,20 @@
-"""Output-dir protection: one run per output dir, and no silent training over a finished run."""
+"""Output-dir protection: one run per output dir, and no silent training over a finished or interrupted run."""
 
 import json
 import logging
 import os
+import shutil
 import socket
 import time
 from pathlib import Path
 
-from ser_hf.config import UsageError
-from ser_hf.training.checkpoints import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
+from ser_hf.errors import UsageError
+from ser_hf.training.checkpoints import (
+    CHECKPOINT_RE,
+    SAFE_WEIGHTS_INDEX_NAME,
+    SAFE_WEIGHTS_NAME,
+    latest_intact_checkpoint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +43,59 @@ def finished_run(output_dir):
     return weights and (folder / "config.json").is_file()
 
 
+class InterruptedRunExists(UsageError, FileExistsError):
+    """The output dir holds an interrupted run's checkpoints and the user asked neither to resume nor to overwrite."""
+
+
+def _step_of(checkpoint):
+    """'step 42 of 60' from a checkpoint's trainer_state.json, or its folder name when that is unreadable."""
+    try:
+        state = json.loads((Path(checkpoint) / "trainer_state.json").read_text())
+        return f"step {state['global_step']} of {state['max_steps']}"
+    except (OSError, ValueError, KeyError):
+        return Path(checkpoint).name
+
+
 def check_output_dir(output_dir, overwrite, resume):
-    """Refuse to train over a finished run unless asked to.
+    """Refuse to train over a finished or interrupted run unless asked to; with `overwrite`, say what goes.
+
+    A rerun of an interrupted command without --resume would start from step 0 and let the Trainer's checkpoint
+    rotation delete the interrupted run's checkpoints: that is refused, as training over a finished run is.
 
     Args:
         output_dir: the run's output dir.
-        overwrite: the user asked to overwrite it.
+        overwrite: the user asked to start over (--overwrite_output_dir true): the earlier run's checkpoints are
+            removed, with a warning naming them, so that the new run's checkpoints are the only ones there.
         resume: the user asked to resume (any truthy `resume_from_checkpoint`).
 
     Raises:
         FinishedRunExists: `output_dir` holds a finished run and neither flag is set.
+        InterruptedRunExists: `output_dir` holds an intact checkpoint and neither flag is set.
     """
-    if finished_run(output_dir) and not overwrite and not resume:
+    if resume:
+        return
+    folder = Path(output_dir)
+    old = sorted((p for p in folder.iterdir() if p.is_dir() and CHECKPOINT_RE.match(p.name)),
+                 key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1))) if folder.is_dir() else []
+    if overwrite:
+        if old:
+            logger.warning("Starting over in %s (--overwrite_output_dir true): removing the earlier run's %s",
+                           folder, ", ".join(p.name for p in old))
+            for checkpoint in old:
+                shutil.rmtree(checkpoint)
+        return
+    if finished_run(folder):
         raise FinishedRunExists(
             f"{output_dir} already holds a finished run (model.safetensors and config.json). "
-            "Pass --overwrite_output_dir true to train over it, --resume_from_checkpoint auto to continue "
+            "Pass --overwrite_output_dir true to train over it, --resume true to continue "
             "from its newest intact checkpoint, or choose another --output_dir."
+        )
+    checkpoint = latest_intact_checkpoint(folder) if old else None
+    if checkpoint is not None:
+        raise InterruptedRunExists(
+            f"{output_dir} holds an interrupted run ({Path(checkpoint).name}, {_step_of(checkpoint)}): rerun with "
+            "--resume true to continue it, --overwrite_output_dir true to start over (its checkpoints are then "
+            "removed), or choose another --output_dir."
         )
 
 

@@ -1,7 +1,7 @@
 """Linear probe: train an audio classifier's own head on cached encoder features, and start fine-tuning from it.
 
 The head (`ProbeHead`: softmax layer weights, projector, classifier) is the model's, copied with its initial
-values, and is trained on the per-layer time means of `ser_hf.training.probe_features`: the same function of a
+values, and is trained on the per-layer time means of `ser_hf.models.probe_features`: the same function of a
 clip as the full model's forward with a frozen encoder (see that module), at a few milliseconds an epoch
 instead of an encoder pass over every clip. `write_head` puts it back into the model, which is then saved and
 evaluated like any fine-tuned one. `load_head` starts a fine-tuning run from a probe's head (LP-FT).
@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from torch import nn
 from transformers import AutoConfig, EvalPrediction, set_seed
 
-from ser_hf.config import UsageError
+from ser_hf.errors import UsageError
 from ser_hf.labels import label_maps
-from ser_hf.training.modeling import build_model
-from ser_hf.training.probe_features import HEAD_PARAMETERS, one_cpu_thread, probe_cache
+from ser_hf.models.encoders import build_model
+from ser_hf.models.probe_features import HEAD_PARAMETERS, one_cpu_thread, probe_cache
+from ser_hf.models.probe_head import ProbeHead, write_head
 
 logger = logging.getLogger(__name__)
 
@@ -55,45 +55,6 @@ def check_probe_args(model_args, data_args, training_args):
     if training_args.world_size > 1:
         raise UsageError("--probe runs in one process (the head trains in seconds): launch it without "
                          "accelerate's multiple processes")
-
-
-class ProbeHead(nn.Module):
-    """An audio classifier's head applied to per-layer time means: classifier(projector(sum_l softmax(w)_l x_l)).
-
-    Args:
-        layer_weights: the logits of the layer weights, one per hidden state used.
-        projector: the model's projector (hidden_size -> classifier_proj_size).
-        classifier: the model's classifier (classifier_proj_size -> num_labels).
-    """
-
-    def __init__(self, layer_weights, projector, classifier):
-        super().__init__()
-        self.layer_weights = nn.Parameter(layer_weights.detach().clone().float())
-        self.projector = projector
-        self.classifier = classifier
-
-    @classmethod
-    def from_model(cls, model, num_layers=None):
-        """A copy of the head of `model` (a classifier or a ProbeHead) as it is now; `num_layers` gives a head on
-        that many hidden states (a single-layer probe: 1) with uniform layer weights, as the model initialises them."""
-        weights = model.layer_weights if num_layers is None else torch.full((num_layers,), 1.0 / num_layers)
-        head = cls(weights, copy.deepcopy(model.projector), copy.deepcopy(model.classifier))
-        head.float().requires_grad_(True)
-        return head
-
-    def forward(self, means):
-        """Logits [clips, num_labels] from means [clips, layers, hidden_size]."""
-        weights = torch.softmax(self.layer_weights, dim=-1)
-        return self.classifier(self.projector((means * weights[None, :, None]).sum(dim=1)))
-
-
-@torch.no_grad()
-def write_head(head, model):
-    """Copy a trained `ProbeHead` (on every hidden state) into the model's head, in place."""
-    model.layer_weights.copy_(head.layer_weights)
-    model.projector.load_state_dict(head.projector.state_dict())
-    model.classifier.load_state_dict(head.classifier.state_dict())
-    return model
 
 
 @dataclass

@@ -9,6 +9,7 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 from transformers.trainer_utils import SchedulerType
 
+from ser_hf.training.callbacks import with_worker_stop_signals
 from ser_hf.training.sampling import WindowedLengthSampler
 from ser_hf.training.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
 
@@ -94,6 +95,16 @@ class SERTrainer(Trainer):
         self.crop_training_batches = crop_training_batches
         self.class_weights = class_weights
         self._paths_since_step = []  # files behind the gradients of the coming optimizer step
+
+    # Workers ignore the stop signals that reach the whole process group or job (training/callbacks.py).
+    def get_train_dataloader(self):
+        return with_worker_stop_signals(super().get_train_dataloader())
+
+    def get_eval_dataloader(self, eval_dataset=None):
+        return with_worker_stop_signals(super().get_eval_dataloader(eval_dataset))
+
+    def get_test_dataloader(self, test_dataset):
+        return with_worker_stop_signals(super().get_test_dataloader(test_dataset))
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset

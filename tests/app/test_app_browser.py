@@ -25,7 +25,7 @@ import soundfile as sf
 
 from ser_hf.commands import app as app_command
 from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.evaluation.inference import classify_files, load_classifier
+from ser_hf.inference.classify import classify_files, load_classifier
 from tests.conftest import emotion_tone
 
 pytestmark = pytest.mark.slow

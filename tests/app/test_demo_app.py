@@ -12,14 +12,9 @@ from ser_hf.app.demo_app import CACHE_SECONDS, analyse_file, build_app, prune_ol
 from ser_hf.app.examples import demo_examples, example_label, long_example
 from ser_hf.commands import app as app_command
 from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.evaluation.inference import classify_files, load_classifier
+from ser_hf.inference.classify import classify_files
 from ser_hf.labels import RAVDESS_EMOTIONS
 from tests.conftest import BAD_AUDIO, emotion_tone, write_bad_audio, write_run_record
-
-
-@pytest.fixture(scope="module")
-def classifier(tone_model):
-    return load_classifier(tone_model, device="cpu")
 
 
 def _wav(path, *parts):
@@ -115,12 +110,12 @@ def test_the_command_refuses_in_one_line(tone_model, tmp_path, capsys, argv, mes
 
 
 def test_the_command_refuses_a_timeline_window_that_cannot_advance(tone_model, capsys):
-    with pytest.raises(SystemExit) as stop:
-        app_command.main([str(tone_model), "--timeline_seconds", "1", "--timeline_overlap", "1"])
-    assert stop.value.code == 2 and "--timeline_seconds/--timeline_overlap" in capsys.readouterr().err
+    assert app_command.main([str(tone_model), "--timeline_seconds", "1", "--timeline_overlap", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--timeline_seconds/--timeline_overlap" in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_command_serves_the_app_on_loopback(tone_model, monkeypatch):
+def test_the_command_serves_the_app_on_loopback(tone_model, monkeypatch, capsys):
     import gradio as gr
 
     launched = {}
@@ -128,11 +123,13 @@ def test_the_command_serves_the_app_on_loopback(tone_model, monkeypatch):
     assert app_command.main([str(tone_model), "--port", "7999", "--examples", "none"]) == 0
     assert (launched["server_name"], launched["server_port"], launched["share"]) == ("127.0.0.1", 7999, False)
     assert launched["blocks"].analytics_enabled is False
+    # Gradio's own advice is for Python users ("set `share=True` in `launch()`"): ours names our flag.
+    assert launched["quiet"] is True and "add --share true" in capsys.readouterr().out
     assert app_command.main([str(tone_model), "--examples", "none", "--host", "0.0.0.0", "--share", "true"]) == 0
     assert (launched["server_name"], launched["server_port"], launched["share"]) == ("0.0.0.0", None, True)
 
 
 def test_the_command_refuses_int8_without_the_onnx_backend(tone_model, capsys):
-    with pytest.raises(SystemExit) as stop:
-        app_command.main([str(tone_model), "--int8"])
-    assert stop.value.code == 2 and "--backend onnx" in capsys.readouterr().err
+    assert app_command.main([str(tone_model), "--int8"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend onnx" in err and len(err.strip().splitlines()) == 1

@@ -18,6 +18,8 @@ from ser_hf.corpora.cremad import (
     load_cremad,
     parse_cremad_filename,
 )
+from ser_hf.errors import UsageError
+from tests.conftest import touch
 
 _EMOTION_CODES = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 _LFS_POINTER = (
@@ -40,16 +42,10 @@ def _actor_names(actor):
                     yield f"{actor}_IEO_{code}_{level}.wav"
 
 
-def _touch(path: Path, data: bytes = b"") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)  # empty: the loader must not decode audio
-    return path
-
-
 def _tree(root: Path, actors=(1001, 1002, 1003), sub="AudioWAV") -> Path:
     for actor in actors:
         for name in _actor_names(actor):
-            _touch(root / sub / name)
+            touch(root / sub / name)
     return root
 
 
@@ -114,9 +110,9 @@ def test_load_with_demographics_uses_gender_and_fixed_labels(tmp_path, caplog):
     root = _tree(tmp_path / "CREMA-D")
     # The clone's layout: VideoDemographics.csv beside AudioWAV; pointing at AudioWAV finds it in the parent.
     _demographics(root / "VideoDemographics.csv")
-    _touch(root / "AudioMP3" / "1001_DFA_ANG_XX.mp3")  # the release's mp3 copies are skipped
-    _touch(root / "AudioWAV" / "._1001_DFA_ANG_XX.wav")
-    _touch(root / "__MACOSX" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
+    touch(root / "AudioMP3" / "1001_DFA_ANG_XX.mp3")  # the release's mp3 copies are skipped
+    touch(root / "AudioWAV" / "._1001_DFA_ANG_XX.wav")
+    touch(root / "__MACOSX" / "AudioWAV" / "1001_DFA_ANG_XX.wav")
     with caplog.at_level(logging.INFO, logger="ser_hf.corpora.cremad"):
         rows = load_cremad(root)
         rows_wav = load_cremad(root / "AudioWAV", labels=6)
@@ -146,8 +142,8 @@ def test_load_without_demographics_warns_once_and_gender_unknown(tmp_path, caplo
 
 def test_label_ids_do_not_depend_on_files_present(tmp_path):
     root = tmp_path / "partial"
-    _touch(root / "1001_DFA_SAD_XX.wav")
-    _touch(root / "1001_IEO_ANG_HI.wav")
+    touch(root / "1001_DFA_SAD_XX.wav")
+    touch(root / "1001_IEO_ANG_HI.wav")
     rows = load_cremad(root)
     assert [r["label"] for r in rows] == ["sad_xx", "angry_hi"]  # path order: DFA before IEO
     assert cremad_labels(21).index("angry_hi") == 0 and cremad_labels(21).index("sad_xx") == 20
@@ -156,7 +152,7 @@ def test_label_ids_do_not_depend_on_files_present(tmp_path):
 
 def test_class_counts_of_a_full_actor(tmp_path):
     for name in _actor_names(1001):
-        _touch(tmp_path / "c" / name)
+        touch(tmp_path / "c" / name)
     counts21 = Counter(r["label"] for r in load_cremad(tmp_path / "c", labels=21))
     assert set(counts21) == set(CREMAD_LABELS_21)  # a complete actor has every class
     assert counts21["neutral_xx"] == 12 and counts21["angry_xx"] == 11 and counts21["angry_lo"] == 1
@@ -168,8 +164,8 @@ def test_class_counts_of_a_full_actor(tmp_path):
 def test_lfs_pointer_files_raise_with_the_fix(tmp_path):
     root = tmp_path / "clone"
     for name in list(_actor_names(1001))[:30]:
-        _touch(root / "AudioWAV" / name, _LFS_POINTER)
-    with pytest.raises(RuntimeError) as err:
+        touch(root / "AudioWAV" / name, _LFS_POINTER)
+    with pytest.raises(UsageError) as err:
         load_cremad(root)
     message = str(err.value)
     assert "git-lfs pointer" in message and "git lfs pull" in message and "git lfs install" in message
@@ -185,27 +181,27 @@ def test_real_audio_is_not_mistaken_for_lfs_pointers(tmp_path):
 
 
 def test_missing_folder_and_empty_folder_explain_where_to_get_it(tmp_path):
-    for target in (tmp_path / "nope", _touch(tmp_path / "empty" / "notes.txt").parent):
+    for target in (tmp_path / "nope", touch(tmp_path / "empty" / "notes.txt").parent):
         with pytest.raises(FileNotFoundError) as err:
             load_cremad(target)
         assert "github.com/CheyneyComputerScience/CREMA-D" in str(err.value) and "ODbL" in str(err.value)
 
 
 def test_bad_name_in_tree_names_the_file(tmp_path):
-    _touch(tmp_path / "c" / "1001_DFA_XYZ_XX.wav")
+    touch(tmp_path / "c" / "1001_DFA_XYZ_XX.wav")
     with pytest.raises(ValueError, match="1001_DFA_XYZ_XX.wav"):
         load_cremad(tmp_path / "c")
 
 
 def test_bad_labels_argument(tmp_path):
-    _touch(tmp_path / "c" / "1001_DFA_ANG_XX.wav")
+    touch(tmp_path / "c" / "1001_DFA_ANG_XX.wav")
     with pytest.raises(ValueError, match="21"):
         load_cremad(tmp_path / "c", labels=8)
 
 
 def test_duplicates_kept_once_with_a_warning(tmp_path, caplog):
-    _touch(tmp_path / "c" / "a" / "1001_DFA_ANG_XX.wav")
-    _touch(tmp_path / "c" / "b" / "1001_DFA_ANG_XX.wav")
+    touch(tmp_path / "c" / "a" / "1001_DFA_ANG_XX.wav")
+    touch(tmp_path / "c" / "b" / "1001_DFA_ANG_XX.wav")
     with caplog.at_level(logging.WARNING, logger="ser_hf.corpora.cremad"):
         rows = load_cremad(tmp_path / "c")
     assert len(rows) == 1 and "a" in Path(rows[0]["path"]).parts

@@ -12,8 +12,9 @@ import pytest
 import soundfile as sf
 
 from ser_hf.corpora import demo as demo_corpus
-from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.corpora.demo import MARKER_NAME, PROSODY, synthesize_demo_corpus
+from ser_hf.data.audio import SAMPLE_RATE
+from ser_hf.errors import UsageError
 from ser_hf.labels import RAVDESS_EMOTIONS
 
 NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.wav$")
@@ -121,7 +122,7 @@ def test_incomplete_or_other_seed_corpus_is_regenerated(tmp_path):
 
 def test_missing_espeak_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match=r"apt-get install -y espeak-ng.*brew install espeak-ng"):
+    with pytest.raises(UsageError, match=r"apt-get install -y espeak-ng.*brew install espeak-ng"):
         synthesize_demo_corpus(tmp_path / "demo", n_actors=1)
     assert not list(tmp_path.rglob("*.wav"))
 
@@ -130,7 +131,7 @@ def test_refuses_to_overwrite_audio_it_did_not_write(tmp_path):
     real = tmp_path / "Actor_01" / "03-01-05-02-01-02-01.wav"
     real.parent.mkdir()
     real.write_bytes(b"a real RAVDESS recording")
-    with pytest.raises(RuntimeError, match="not written by this generator"):
+    with pytest.raises(UsageError, match="not written by this generator"):
         synthesize_demo_corpus(tmp_path, n_actors=1)
     assert real.read_bytes() == b"a real RAVDESS recording"
 

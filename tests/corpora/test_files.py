@@ -8,24 +8,19 @@ import pytest
 
 from ser_hf.corpora import files
 from ser_hf.corpora.files import DUPLICATES, SkippedFiles, corpus_relative, walk_files
-
-
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"")
-    return path
+from tests.conftest import touch
 
 
 def test_walk_is_sorted_skips_hidden_and_named_folders(tmp_path):
     for name in ("b/2.wav", "b/1.wav", "a/x.wav", ".git/lfs/y.wav", "__MACOSX/a/x.wav", "top.wav"):
-        _touch(tmp_path / name)
+        touch(tmp_path / name)
     found = [p.relative_to(tmp_path).as_posix() for p in walk_files(tmp_path, skip_dirs=("__MACOSX",))]
     assert found == ["top.wav", "a/x.wav", "b/1.wav", "b/2.wav"]
 
 
 @pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symlinks")
 def test_walk_follows_folder_links_without_looping(tmp_path):
-    _touch(tmp_path / "real" / "x.wav")
+    touch(tmp_path / "real" / "x.wav")
     (tmp_path / "real" / "loop").symlink_to(tmp_path / "real", target_is_directory=True)
     (tmp_path / "link").symlink_to(tmp_path / "real", target_is_directory=True)
     found = [p.relative_to(tmp_path).as_posix() for p in walk_files(tmp_path)]
@@ -53,7 +48,7 @@ def test_one_definition_of_each_shared_constant():
     from ser_hf.corpora import cremad, demo, manifest
     from ser_hf.corpora.ravdess import RAVDESS_STATEMENTS
     from ser_hf.data import audio, scan
-    from ser_hf.evaluation import inference
+    from ser_hf.inference import classify as inference
 
     assert inference.AUDIO_EXTENSIONS is manifest.AUDIO_EXTENSIONS is files.AUDIO_EXTENSIONS
     assert scan.LFS_SIGNATURE is cremad.LFS_SIGNATURE is files.LFS_SIGNATURE

@@ -17,6 +17,7 @@ from ser_hf.corpora.manifest import (
     load_user_splits,
 )
 from ser_hf.data.splits import stratified_split
+from ser_hf.errors import UsageError
 
 LOGGER = "ser_hf.corpora.manifest"
 
@@ -68,23 +69,23 @@ def test_manifest_in_another_folder_and_custom_columns(tmp_path, clips):
 
 def test_missing_column_names_file_column_and_columns_present(tmp_path, clips):
     manifest = _csv(tmp_path / "m.csv", ["path", "emotion"], [(p, l) for p, l, _ in clips])
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UsageError) as err:
         load_manifest(manifest)
     message = str(err.value)
     assert str(manifest) in message and "'label'" in message and "'path', 'emotion'" in message
-    # The fix that works from the command line: there is no option naming a manifest's columns.
-    assert "Rename the columns in the file" in message
-    assert "path column to 'path'" in message and "label column to 'label'" in message
-    assert "speaker column (if any) to 'speaker'" in message
-    assert "--path_column" not in message and "--label_column" not in message
+    # The fix is a flag naming the user's own column, not renaming their file.
+    assert "--label_column COLUMN" in message and "--speaker_column COLUMN" in message
+    assert "--path_column" not in message  # 'path' is there
 
 
 def test_missing_column_in_audiofolder_metadata_names_its_columns(tmp_path, clips):
     _csv(tmp_path / "metadata.csv", ["path", "label"], [(p, l) for p, l, _ in clips])
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UsageError) as err:
         load_audiofolder(tmp_path)
     message = str(err.value)
+    # audiofolder's column names are Hugging Face's convention, which no flag changes: rename is the fix.
     assert "no column 'file_name'" in message and "path column to 'file_name'" in message
+    assert "--path_column" not in message
 
 
 def test_missing_audio_files_reported_all_at_once(tmp_path, clips):

@@ -22,6 +22,7 @@ from ser_hf.corpora.ravdess import (
     prepare_ravdess,
 )
 from ser_hf.labels import RAVDESS_EMOTIONS
+from tests.conftest import touch
 
 
 def _name(m=3, v=1, e=1, i=1, s=1, r=1, a=1, ext=".wav"):
@@ -36,12 +37,6 @@ def _all_speech_names(actors=range(1, 25)):
                 for s in (1, 2):
                     for r in (1, 2):
                         yield f"Actor_{a:02d}/{_name(e=e, i=i, s=s, r=r, a=a)}"
-
-
-def _touch(path: Path, data: bytes = b"") -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)  # empty: the loader must not decode audio
-    return path
 
 
 # --- parse_ravdess_filename ------------------------------------------------------------------------
@@ -103,26 +98,26 @@ def test_parse_rejects_impossible_codes(fields, problem):
 def test_loader_filters_a_messy_tree(tmp_path, caplog):
     root = tmp_path / "corpus"
     keep = [
-        _touch(root / "deep" / "nested" / "Actor_01" / _name(e=5, i=2, s=2, r=1, a=1)),
-        _touch(root / "Actor_02" / _name(e=1, a=2)),
-        _touch(root / "Actor_24" / _name(e=8, i=2, s=1, r=2, a=24)),
+        touch(root / "deep" / "nested" / "Actor_01" / _name(e=5, i=2, s=2, r=1, a=1)),
+        touch(root / "Actor_02" / _name(e=1, a=2)),
+        touch(root / "Actor_24" / _name(e=8, i=2, s=1, r=2, a=24)),
     ]
     # Real 48 kHz audio works too, and nothing is read from it.
-    real = _touch(root / "Actor_03" / _name(e=3, a=3))
+    real = touch(root / "Actor_03" / _name(e=3, a=3))
     sf.write(real, np.random.default_rng(0).normal(0, 0.1, 4800).astype("float32"), 48_000, subtype="PCM_16")
     keep.append(real)
-    _touch(root / "Actor_01" / _name(v=2, e=2, a=1))  # song
-    _touch(root / "Actor_01" / _name(m=1, a=1, ext=".mp4"))  # full AV video
-    _touch(root / "Actor_01" / _name(m=2, a=1, ext=".mp4"))  # video only
-    _touch(root / "Actor_01" / _name(m=1, a=1, ext=".wav"))  # wrong modality even with .wav
-    _touch(root / "Actor_01" / ("._" + _name(e=2, a=1)))  # AppleDouble
-    _touch(root / "__MACOSX" / "Actor_01" / _name(e=4, a=1))
-    _touch(root / "Actor_01" / _name(e=6, a=1, ext=".mp3"))  # audio-only speech but not wav
-    _touch(root / "README.txt")
-    _touch(root / "Actor_01" / "notes.wav")
-    _touch(root / ".hidden_marker.json")
-    _touch(root / ".data.Audio_Speech_Actors_01-24.extracting" / _name(e=2, a=2))  # killed extraction's temp
-    _touch(root / "copy" / _name(e=1, a=2))  # the Actor_02 clip again, in another folder
+    touch(root / "Actor_01" / _name(v=2, e=2, a=1))  # song
+    touch(root / "Actor_01" / _name(m=1, a=1, ext=".mp4"))  # full AV video
+    touch(root / "Actor_01" / _name(m=2, a=1, ext=".mp4"))  # video only
+    touch(root / "Actor_01" / _name(m=1, a=1, ext=".wav"))  # wrong modality even with .wav
+    touch(root / "Actor_01" / ("._" + _name(e=2, a=1)))  # AppleDouble
+    touch(root / "__MACOSX" / "Actor_01" / _name(e=4, a=1))
+    touch(root / "Actor_01" / _name(e=6, a=1, ext=".mp3"))  # audio-only speech but not wav
+    touch(root / "README.txt")
+    touch(root / "Actor_01" / "notes.wav")
+    touch(root / ".hidden_marker.json")
+    touch(root / ".data.Audio_Speech_Actors_01-24.extracting" / _name(e=2, a=2))  # killed extraction's temp
+    touch(root / "copy" / _name(e=1, a=2))  # the Actor_02 clip again, in another folder
 
     with caplog.at_level(logging.INFO, logger="ser_hf.corpora.ravdess"):
         rows = load_ravdess(root)
@@ -154,7 +149,7 @@ def test_loader_filters_a_messy_tree(tmp_path, caplog):
 
 def test_full_corpus_counts_and_no_warning(tmp_path, caplog):
     for rel in _all_speech_names():
-        _touch(tmp_path / rel)
+        touch(tmp_path / rel)
     with caplog.at_level(logging.WARNING):
         rows = load_ravdess(tmp_path)
     assert len(rows) == RAVDESS_EXPECTED_FILES
@@ -167,15 +162,15 @@ def test_full_corpus_counts_and_no_warning(tmp_path, caplog):
 
 
 def test_invalid_code_names_the_file(tmp_path):
-    _touch(tmp_path / "Actor_01" / _name(a=1))
-    bad = _touch(tmp_path / "Actor_01" / _name(e=9, a=1))
+    touch(tmp_path / "Actor_01" / _name(a=1))
+    bad = touch(tmp_path / "Actor_01" / _name(e=9, a=1))
     with pytest.raises(ValueError, match=r"emotion 09") as info:
         load_ravdess(tmp_path)
     assert str(bad) in str(info.value)
 
 
 def test_no_clips_raises_file_not_found(tmp_path):
-    _touch(tmp_path / "Actor_01" / _name(v=2, a=1))  # only a song
+    touch(tmp_path / "Actor_01" / _name(v=2, a=1))  # only a song
     with pytest.raises(FileNotFoundError, match="--data_dir") as info:
         load_ravdess(tmp_path)
     assert "1 song files" in str(info.value) and RAVDESS_URL in str(info.value)
@@ -185,7 +180,7 @@ def test_no_clips_raises_file_not_found(tmp_path):
 
 def test_follows_symlinked_actor_folders(tmp_path):
     elsewhere = tmp_path / "elsewhere"
-    _touch(elsewhere / _name(a=5))
+    touch(elsewhere / _name(a=5))
     root = tmp_path / "corpus"
     root.mkdir()
     (root / "Actor_05").symlink_to(elsewhere, target_is_directory=True)
@@ -254,7 +249,7 @@ def test_prepare_rejects_wrong_md5(tmp_path, corpus_server):
 
 
 def test_prepare_uses_existing_files_without_network(tmp_path):
-    _touch(tmp_path / "Actor_07" / _name(e=2, a=7))
+    touch(tmp_path / "Actor_07" / _name(e=2, a=7))
     rows = prepare_ravdess(tmp_path, url="http://127.0.0.1:9/unreachable.zip")  # would fail if contacted
     assert [r["speaker"] for r in rows] == ["Actor_07"]
 

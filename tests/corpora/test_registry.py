@@ -2,10 +2,10 @@
 
 import dataclasses
 from collections import Counter
-from types import SimpleNamespace
 
 import pytest
 
+from ser_hf.config import DataArguments
 from ser_hf.corpora import CORPORA, CorpusSpec, corpus_names, get_corpus
 from ser_hf.corpora.cremad import CREMAD_EMOTIONS, CREMAD_LABELS_21, CREMAD_LICENSE
 from ser_hf.corpora.ravdess import RAVDESS_LABELS_15, RAVDESS_LICENSE
@@ -17,11 +17,8 @@ NAMES = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
 
 
 def _data_args(**fields):
-    """The DataArguments fields the loaders read, without the argument parser."""
-    defaults = dict(corpus="ravdess", data_dir="data/ravdess", download=False, demo_seed=0, labels=None, manifest=None,
-                    dataset_name=None, dataset_config_name=None, dataset_split="train", audio_column="audio",
-                    label_column="label", speaker_column=None)
-    return SimpleNamespace(**{**defaults, **fields})
+    """The real DataArguments (without the argument parser), never downloading; RAVDESS in data/ravdess by default."""
+    return DataArguments(**{"corpus": "ravdess", "data_dir": "data/ravdess", "download": False, **fields})
 
 
 def test_one_spec_per_corpus_in_a_fixed_order():

@@ -4,9 +4,8 @@ import torch
 from datasets import Audio, Dataset
 from transformers import Wav2Vec2FeatureExtractor
 
-from ser_hf.data.audio import (
-    SAMPLE_RATE, AudioCollator, AudioTransform, audio_duration_seconds, crop, decode_16k_mono,
-)
+from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds, crop, decode_16k_mono
+from ser_hf.data.collator import AudioCollator
 from tests.conftest import write_tone
 
 

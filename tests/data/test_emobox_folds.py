@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from ser_hf.commands import crossval
-from ser_hf.config import DataArguments, ModelArguments, SERTrainingArguments, UsageError
+from ser_hf.config import DataArguments, ModelArguments, SERTrainingArguments
 from ser_hf.corpora.emobox import emobox_folds
 from ser_hf.data.prepare import prepare_splits, resolve_data_args
+from ser_hf.errors import UsageError
 from ser_hf.evaluation.metrics import compute_ser_metrics
+from ser_hf.experiments import crossval as crossval_experiment
 from ser_hf.reporting.model_card import render_model_card
 from ser_hf.reporting.results import card_info
 from tests.conftest import make_ravdess_tree
@@ -110,7 +112,7 @@ def test_crossval_runs_exactly_emobox_folds(ravdess24, tmp_path, monkeypatch):
         seen.update(data_args=data_args, folds=folds)
         raise _Captured
 
-    monkeypatch.setattr(crossval, "run_crossval", capture)
+    monkeypatch.setattr(crossval_experiment, "run_crossval", capture)
     argv = [str(ROOT / "recipes/configs/ravdess.yaml"), "--fold_scheme", "emobox", "--data_dir", str(ravdess24),
             "--download", "false", "--use_cpu", "true", "--output_dir", str(tmp_path / "cv")]
     with pytest.raises(_Captured):

@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 
-from ser_hf.config import UsageError, parse_data_config
+from ser_hf.config import parse_data_config
 from ser_hf.data.prepare import prepare_splits, resolve_data_args
 from ser_hf.data.pseudo_pool import check_pool_isolation, pool_rows, scan_pool, speaker_from_name
+from ser_hf.errors import UsageError
 from tests.conftest import write_tone
 
 # 8 actors in 4 folds of 2: fold 3 validates, fold 2 tests (conftest's ravdess_tree).

@@ -1,5 +1,6 @@
 import json
 import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -16,12 +17,9 @@ from ser_hf.data.scan import (
     scan_files,
     write_data_report,
 )
+from tests.conftest import tone
 
-
-def _tone(seconds, sr, channels=1, seed=0):
-    t = np.arange(int(seconds * sr)) / sr
-    wave = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * np.random.default_rng(seed).standard_normal(len(t)))
-    return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+_tone = partial(tone, noise=0.01)  # the scan cases' 220 Hz tone, with half conftest's default noise
 
 
 def make_cases(d):

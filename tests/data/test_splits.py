@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from ser_hf.data.splits import assert_speaker_independent, describe_split, speaker_folds, split_by_fold
+from ser_hf.errors import UsageError
 
 RAVDESS_GENDERS = {f"Actor_{a:02d}": "male" if a % 2 else "female" for a in range(1, 25)}
 
@@ -48,7 +49,7 @@ def test_seeded_folds_are_shuffled_but_still_balanced():
 def test_uneven_genders_stay_balanced(n_males, n_females, n_folds):
     genders = {f"m{i}": "male" for i in range(n_males)} | {f"f{i}": "female" for i in range(n_females)}
     if n_folds > len(genders):
-        with pytest.raises(ValueError, match="more than"):
+        with pytest.raises(UsageError, match="needs at least 2 speakers and the corpus has 1"):
             speaker_folds(genders, n_folds=n_folds)
         return
     folds = speaker_folds(genders, n_folds=n_folds)

@@ -8,11 +8,20 @@ import pytest
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 
-from ser_hf.commands.baseline import run_baseline
+from ser_hf.commands.baseline import build_parser, summary_line
 from ser_hf.evaluation.baseline import N_FEATURES, extract_all, extract_features, fit_svm
+from ser_hf.experiments import svm_baseline
 from tests.conftest import make_ravdess_tree, write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_baseline(argv):
+    """`ser-hf baseline ARGV` in this process: the report it writes."""
+    args, overrides = build_parser("ser-hf baseline").parse_known_args(argv)
+    report, _ = svm_baseline.run_baseline(args.config, overrides, folds=args.folds, output_dir=args.output_dir,
+                                          workers=args.workers, seed=args.seed)
+    return report
 
 
 def _config_args(data_dir):
@@ -117,3 +126,11 @@ def test_recipe_runs_on_any_corpus_a_config_names(tmp_path):
 def test_extract_all_parallel_matches_serial(tmp_path):
     paths = [write_tone(tmp_path / f"{i}.wav", 0.3, 200 + 50 * i, seed=i) for i in range(3)]
     np.testing.assert_allclose(extract_all(paths, workers=2), extract_all(paths, workers=1))
+
+
+def test_the_summary_line_gives_a_spread_only_over_several_folds():
+    one = {"folds": [{"fold": 5, "ua": 0.73, "wa": 0.733, "macro_f1": 0.742}], "summary": {}}
+    assert summary_line(one) == "UA 0.730 WA 0.733 MACRO_F1 0.742 on fold 5"
+    two = {"folds": [{"fold": 0}, {"fold": 1}],
+           "summary": {m: {"mean": 0.5, "std": 0.1} for m in ("ua", "wa", "macro_f1")}}
+    assert summary_line(two) == "UA 0.500 +- 0.100 WA 0.500 +- 0.100 MACRO_F1 0.500 +- 0.100 over 2 folds"

@@ -8,11 +8,16 @@ from transformers import pipeline
 
 from ser_hf.config import ModelArguments
 from ser_hf.evaluation.calibration import (
-    calibration_from_rows, expected_calibration_error, fit_temperature, fold_temperature_into_classifier, pool_bins,
-    reliability_bins, ece_from_bins,
+    calibration_from_rows,
+    ece_from_bins,
+    expected_calibration_error,
+    fit_temperature,
+    fold_temperature_into_classifier,
+    pool_bins,
+    reliability_bins,
 )
 from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
-from ser_hf.training.modeling import build_model
+from ser_hf.models.encoders import build_model
 from tests.conftest import TINY_ENCODER
 
 

@@ -3,10 +3,10 @@
 import pytest
 
 from ser_hf.corpora.cremad import CREMAD_EMOTIONS, CREMAD_LABELS_21
-from ser_hf.evaluation.crossval import summarize
 from ser_hf.evaluation.emotion_collapse import collapsed_metrics, emotion_of
-from ser_hf.reporting.crossval_report import markdown_table
+from ser_hf.evaluation.fold_summary import summarize
 from ser_hf.labels import RAVDESS_EMOTIONS
+from ser_hf.reporting.crossval_report import markdown_table
 
 
 def test_every_cremad_21_label_collapses_to_its_emotion():

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ser_hf.evaluation.error_analysis import confused_pairs, error_analysis, format_error_analysis, write_error_analysis
+from ser_hf.evaluation.error_analysis import confused_pairs, error_analysis
+from ser_hf.reporting.results import format_error_analysis, write_error_analysis
 
 LABELS = ["neutral", "happy", "sad"]
 

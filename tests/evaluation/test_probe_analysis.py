@@ -5,7 +5,8 @@ import torch
 
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.evaluation.probe_analysis import agreement_with_cache, layer_name, per_layer_scores
-from ser_hf.training.probe import ProbeHead, ProbeSettings
+from ser_hf.models.probe_head import ProbeHead
+from ser_hf.training.probe import ProbeSettings
 
 LABELS = ["low", "mid", "high"]
 

@@ -12,24 +12,27 @@ import soundfile as sf
 
 from ser_hf.config import ModelArguments
 from ser_hf.corpora.cremad import cremad_labels
-from ser_hf.training.modeling import build_model
 from ser_hf.data.scan import BadAudioError
-from ser_hf.commands.train import train
-from tests.conftest import TINY_ENCODER, make_ravdess_tree, write_tone
+from ser_hf.models.encoders import build_model
+from tests.conftest import TINY_ENCODER, make_ravdess_tree, pretrained_model_args, tiny_run_args, train, write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-FAST = ["--max_steps", "2", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
-        "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-        "--early_stopping_patience", "0", "--dataloader_num_workers", "0", "--report_to", "none", "--use_cpu", "true",
-        "--max_duration_seconds", "1.0", "--per_device_eval_batch_size", "8"]
-TINY = ["--model_name_or_path", "null", "--model_type", "wav2vec2", "--model_config_overrides", json.dumps(TINY_ENCODER),
-        "--freeze_feature_encoder", "false"]
 EMOTIONS = {"ANG": 200, "DIS": 260, "FEA": 320, "HAP": 380, "NEU": 440, "SAD": 500}
 
 
-def _finetune(argv):
-    return train(argv)
+# The config names the corpus and its folds; the run neither evaluates nor saves before the end.
+FAST = {"corpus": None, "download": None, "n_folds": None, "fold": None, "gradient_accumulation_steps": 1,
+        "eval_strategy": "no", "save_strategy": "no", "load_best_model_at_end": False, "early_stopping_patience": 0,
+        "per_device_eval_batch_size": 8}
+
+
+def _args(config, output_dir, data_dir=None, **overrides):
+    return tiny_run_args(data_dir, output_dir, config=config, **{**FAST, **overrides})
+
+
+def _finetune(config, output_dir, data_dir=None, **overrides):
+    return train(_args(ROOT / "recipes/configs" / config, output_dir, data_dir, **overrides))
 
 
 @pytest.fixture(scope="module")
@@ -68,10 +71,8 @@ def tiny_pretrained(tmp_path_factory):
 @pytest.mark.parametrize("labels", [21, 6])
 def test_run_sh_cremad_excludes_bad_files_and_reports_them(cremad_tree, tiny_pretrained, tmp_path, labels):
     output_dir = tmp_path / "out"
-    proc = subprocess.run(
-        ["bash", str(ROOT / "run.sh"), "cremad", "--data_dir", str(cremad_tree), "--labels", str(labels),
-         "--model_name_or_path", str(tiny_pretrained), "--output_dir", str(output_dir), "--n_folds", "3", *FAST],
-        capture_output=True, text=True, cwd=tmp_path)
+    args = _args(None, output_dir, cremad_tree, labels=labels, **pretrained_model_args(tiny_pretrained), n_folds=3)
+    proc = subprocess.run(["bash", str(ROOT / "run.sh"), "cremad", *args], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     config = json.loads((output_dir / "config.json").read_text())
     assert [config["id2label"][str(i)] for i in range(labels)] == list(cremad_labels(labels))
@@ -102,8 +103,7 @@ def test_run_sh_cremad_excludes_bad_files_and_reports_them(cremad_tree, tiny_pre
 
 def test_strict_stops_before_training_naming_the_files(cremad_tree, tmp_path):
     with pytest.raises(BadAudioError, match="1076_MTI_NEU_XX"):
-        _finetune([str(ROOT / "recipes/configs/cremad6.yaml"), "--data_dir", str(cremad_tree), "--labels", "6",
-                   "--output_dir", str(tmp_path / "out"), "--n_folds", "3", "--strict", "true", *TINY, *FAST])
+        _finetune("cremad6.yaml", tmp_path / "out", cremad_tree, labels=6, n_folds=3, strict=True)
     assert not (tmp_path / "out" / "model.safetensors").exists()
     assert (tmp_path / "out" / "data_report.json").exists()  # the report is there to read
 
@@ -132,8 +132,7 @@ def _write_csv(path, rows):
 def test_bring_your_own_manifest_splits_by_speaker(tmp_path):
     manifest = _write_csv(tmp_path / "corpus.csv", _manifest(tmp_path, with_speaker=True))
     output_dir = tmp_path / "out"
-    results = _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--manifest", str(manifest), "--data_dir",
-                         str(tmp_path), "--output_dir", str(output_dir), "--n_folds", "3", *TINY, *FAST])
+    results = _finetune("custom.yaml", output_dir, tmp_path, manifest=manifest, n_folds=3)
     assert results["validation"]["num_examples"] == 16  # 2 of 6 speakers x 8 clips
     with open(output_dir / "predictions_validation.csv") as handle:
         speakers = {row["speaker"] for row in csv.DictReader(handle)}
@@ -145,8 +144,7 @@ def test_bring_your_own_manifest_splits_by_speaker(tmp_path):
 def test_manifest_without_speakers_warns_and_says_so_on_the_card(tmp_path, caplog):
     manifest = _write_csv(tmp_path / "corpus.csv", _manifest(tmp_path, with_speaker=False))
     output_dir = tmp_path / "out"
-    _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--manifest", str(manifest), "--data_dir", str(tmp_path),
-               "--output_dir", str(output_dir), "--n_folds", "4", *TINY, *FAST])
+    _finetune("custom.yaml", output_dir, tmp_path, manifest=manifest, n_folds=4)
     assert any("leak" in record.getMessage() for record in caplog.records)
     assert "NOT speaker-independent" in (output_dir / "README.md").read_text()
 
@@ -157,8 +155,7 @@ def test_user_split_rejects_labels_unseen_in_training(tmp_path):
                                                 and r["label"] != "surprised"])
     dev = _write_csv(tmp_path / "dev.csv", [r for r in rows if r["speaker"] == "spk06"])
     with pytest.raises(ValueError, match="surprised"):
-        _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--train_manifest", str(train), "--validation_manifest",
-                   str(dev), "--output_dir", str(tmp_path / "out"), *TINY, *FAST])
+        _finetune("custom.yaml", tmp_path / "out", train_manifest=train, validation_manifest=dev)
 
 
 def test_user_split_trains_with_labels_from_training(tmp_path):
@@ -166,9 +163,7 @@ def test_user_split_trains_with_labels_from_training(tmp_path):
     train = _write_csv(tmp_path / "train.csv", [r for r in rows if r["speaker"] != "spk06"])
     dev = _write_csv(tmp_path / "dev.csv", [r for r in rows if r["speaker"] == "spk06" and r["label"] != "calm"])
     output_dir = tmp_path / "out"
-    results = _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--train_manifest", str(train),
-                         "--validation_manifest", str(dev), "--data_dir", str(tmp_path), "--output_dir",
-                         str(output_dir), *TINY, *FAST])
+    results = _finetune("custom.yaml", output_dir, tmp_path, train_manifest=train, validation_manifest=dev)
     config = json.loads((output_dir / "config.json").read_text())
     assert len(config["id2label"]) == 8 and "calm" in config["label2id"]  # from training, not validation
     assert results["validation"]["num_examples"] == 7
@@ -186,10 +181,8 @@ def test_hub_dataset_with_embedded_audio_reaches_the_same_pipeline(tmp_path):
                                  "spk": [r["speaker"] for r in rows]}, features=features)
     dataset.save_to_disk(tmp_path / "hub_copy")
     output_dir = tmp_path / "out"
-    results = _finetune([str(ROOT / "recipes/configs/custom.yaml"), "--corpus", "hub", "--dataset_name",
-                         str(tmp_path / "hub_copy"), "--label_column", "emotion", "--speaker_column", "spk",
-                         "--data_dir", str(tmp_path / "data"), "--output_dir", str(output_dir), "--n_folds", "3",
-                         *TINY, *FAST])
+    results = _finetune("custom.yaml", output_dir, tmp_path / "data", corpus="hub", dataset_name=tmp_path / "hub_copy",
+                        label_column="emotion", speaker_column="spk", n_folds=3)
     assert results["validation"]["num_examples"] == 16  # 2 of 6 speakers: folds of speakers, not random
     assert len(list((tmp_path / "data" / "hub_audio").glob("*.wav"))) == len(rows)
     config = json.loads((output_dir / "config.json").read_text())

@@ -12,39 +12,26 @@ import pytest
 from huggingface_hub import ModelCard
 from transformers import pipeline
 
+from ser_hf.errors import UsageError
 from ser_hf.reporting.hub import files_to_upload
-from ser_hf.commands.evaluate import evaluate
-from ser_hf.commands.train import train
-from ser_hf.config import UsageError
-from tests.conftest import TINY_ENCODER
+from tests.conftest import TINY_ENCODER, evaluate, pretrained_model_args, tiny_run_args, train
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def _argv(data_dir, output_dir, norm, padding):
-    overrides = json.dumps({**TINY_ENCODER, "feat_extract_norm": norm})
-    return [
-        "--model_name_or_path", "null", "--model_type", "wav2vec2", "--model_config_overrides", overrides,
-        "--freeze_feature_encoder", "false",
-        "--corpus", "ravdess", "--data_dir", str(data_dir), "--download", "false",
-        "--n_folds", "4", "--fold", "3", "--test_fold", "2", "--padding", padding, "--max_duration_seconds", "1.0",
-        "--output_dir", str(output_dir), "--max_steps", "12", "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1",
-        "--per_device_eval_batch_size", "4", "--learning_rate", "1e-3", "--lr_scheduler_type", "warmup_stable_decay",
-        "--warmup_steps", "0.1", "--eval_strategy", "steps", "--eval_steps", "6", "--save_strategy", "steps",
-        "--save_steps", "6", "--load_best_model_at_end", "true", "--metric_for_best_model", "ua",
-        "--logging_steps", "2", "--remove_unused_columns", "false", "--report_to", "tensorboard", "--use_cpu", "true",
-        "--seed", "1", "--early_stopping_patience", "3", "--dataloader_num_workers", "0", "--class_weighting", "inverse",
-    ]
 
 
 @pytest.fixture(scope="module", params=[("group", "max_length"), ("layer", "longest")], ids=["groupnorm", "layernorm"])
 def trained(request, ravdess_tree, tmp_path_factory):
     norm, padding = request.param
     output_dir = tmp_path_factory.mktemp(f"run_{norm}")
-    results = train(
-        [str(ROOT / "recipes/configs/ravdess.yaml"), *_argv(ravdess_tree, output_dir, norm, padding),
-         *(["--augmentation", "seed21"] if norm == "layer" else [])])
+    results = train(tiny_run_args(
+        ravdess_tree, output_dir, config=ROOT / "recipes/configs/ravdess.yaml",
+        model_config_overrides={**TINY_ENCODER, "feat_extract_norm": norm}, test_fold=2, padding=padding,
+        max_steps=12, gradient_accumulation_steps=1, per_device_eval_batch_size=4, learning_rate="1e-3",
+        lr_scheduler_type="warmup_stable_decay", warmup_steps=0.1, eval_strategy="steps", eval_steps=6,
+        save_strategy="steps", save_steps=6, load_best_model_at_end=True, metric_for_best_model="ua", logging_steps=2,
+        remove_unused_columns=False, report_to="tensorboard", seed=1, early_stopping_patience=3,
+        class_weighting="inverse", **({"augmentation": "seed21"} if norm == "layer" else {})))
     return output_dir, results
 
 
@@ -120,7 +107,7 @@ def test_run_sh_ravdess_fine_tunes_a_pretrained_folder(ravdess_tree, tmp_path):
     # The user's command, end to end: run.sh -> ravdess.yaml -> from_pretrained (a local tiny encoder stands in
     # for facebook/wav2vec2-base, which cannot be downloaded here) with the feature encoder frozen.
     from ser_hf.config import ModelArguments
-    from ser_hf.training.modeling import build_model
+    from ser_hf.models.encoders import build_model
 
     encoder_dir = tmp_path / "tiny-wav2vec2"
     encoder, feature_extractor = build_model(
@@ -129,14 +116,11 @@ def test_run_sh_ravdess_fine_tunes_a_pretrained_folder(ravdess_tree, tmp_path):
     encoder.save_pretrained(encoder_dir)
     feature_extractor.save_pretrained(encoder_dir)
     output_dir = tmp_path / "out"
-    proc = subprocess.run(
-        ["bash", str(ROOT / "run.sh"), "ravdess", "--data_dir", str(ravdess_tree), "--download", "false",
-         "--model_name_or_path", str(encoder_dir), "--output_dir", str(output_dir), "--n_folds", "4", "--fold", "1",
-         "--max_steps", "3", "--per_device_train_batch_size", "4", "--gradient_accumulation_steps", "1",
-         "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-         "--early_stopping_patience", "0", "--dataloader_num_workers", "0", "--report_to", "none",
-         "--use_cpu", "true", "--max_duration_seconds", "1.0"],
-        capture_output=True, text=True, cwd=tmp_path)
+    args = tiny_run_args(ravdess_tree, output_dir, corpus=None, **pretrained_model_args(encoder_dir), fold=1,
+                         max_steps=3, per_device_train_batch_size=4, gradient_accumulation_steps=1, eval_strategy="no",
+                         save_strategy="no", load_best_model_at_end=False, early_stopping_patience=0)
+    proc = subprocess.run(["bash", str(ROOT / "run.sh"), "ravdess", *args], capture_output=True, text=True,
+                          cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "validation" in proc.stdout and "UA" in proc.stdout
     config = json.loads((output_dir / "config.json").read_text())

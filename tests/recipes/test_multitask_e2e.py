@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
-from ser_hf.commands.evaluate import evaluate
 from ser_hf.commands.predict import main as predict_main
-from ser_hf.commands.train import train
-from tests.conftest import TINY_ENCODER, write_tone
+from tests.conftest import evaluate, tiny_run_args, train, write_tone
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -34,15 +32,11 @@ def small_cremad(tmp_path_factory):
 
 def test_multitask_run_masks_xx_and_reports_intensity(small_cremad, tmp_path, capsys):
     out = tmp_path / "out"
-    results = train([str(ROOT / "recipes/configs/cremad6.yaml"), "--data_dir", str(small_cremad), "--labels", "6",
-                     "--task", "multitask", "--intensity_loss_weight", "0.5", "--output_dir", str(out),
-                     "--n_folds", "3", "--model_name_or_path", "null", "--model_type", "wav2vec2",
-                     "--model_config_overrides", json.dumps(TINY_ENCODER), "--freeze_feature_encoder", "false",
-                     "--max_steps", "2", "--per_device_train_batch_size", "8", "--eval_strategy", "no",
-                     "--save_strategy", "no", "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
-                     "--dataloader_num_workers", "0", "--report_to", "none", "--use_cpu", "true",
-                     "--auto_mixed_precision", "false", "--max_duration_seconds", "0.5",
-                     "--scan_workers", "1", "--temperature_scaling", "true"])
+    results = train(tiny_run_args(
+        small_cremad, out, corpus=None, config=ROOT / "recipes/configs/cremad6.yaml", labels=6, task="multitask",
+        intensity_loss_weight=0.5, download=None, n_folds=3, fold=None, eval_strategy="no", save_strategy="no",
+        load_best_model_at_end=False, early_stopping_patience=0, auto_mixed_precision=False, max_duration_seconds=0.5,
+        scan_workers=1, temperature_scaling=True))
     intensity = results["validation"]["intensity"]
     # 2 held-out actors: 5 emotions x 3 levels scored; each actor's 6 DFA XX clips and neutral IEO XX left out.
     assert intensity["num_examples"] == 30 and intensity["num_without_intensity"] == 14

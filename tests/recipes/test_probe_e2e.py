@@ -9,24 +9,23 @@ import pytest
 from transformers import AutoFeatureExtractor, AutoModelForAudioClassification, pipeline
 
 from ser_hf.commands.crossval import main as crossval_main
-from ser_hf.commands.train import train
 from ser_hf.config import ModelArguments
-from ser_hf.training.probe_features import encoder_identity
-from tests.conftest import TINY_ENCODER, make_ravdess_tree
+from ser_hf.models.probe_features import encoder_identity
+from tests.conftest import TINY_ENCODER, make_ravdess_tree, tiny_run_args, train
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 MODEL = {**TINY_ENCODER, "num_hidden_layers": 2, "feat_extract_norm": "layer"}
 
 
-def _argv(data_dir, output_dir, *extra):
-    return [
-        str(ROOT / "recipes/configs/ravdess.yaml"), "--model_name_or_path", "null", "--model_type", "wav2vec2",
-        "--model_config_overrides", json.dumps(MODEL), "--data_dir", str(data_dir), "--download", "false",
-        "--n_folds", "4", "--fold", "3", "--test_fold", "2", "--output_dir", str(output_dir),
-        "--per_device_eval_batch_size", "4", "--report_to", "none", "--use_cpu", "true", "--seed", "1",
-        "--dataloader_num_workers", "0", "--probe_epochs", "60", "--probe_learning_rate", "3e-2",
-        "--probe_batch_size", "8", *extra]
+# A probe run has no Trainer steps or crops: those of TINY_RUN are left out (LP-FT sets its own).
+PROBE = {"corpus": None, "freeze_feature_encoder": None, "max_steps": None, "per_device_train_batch_size": None,
+         "max_duration_seconds": None, "model_config_overrides": MODEL, "test_fold": 2, "per_device_eval_batch_size": 4,
+         "seed": 1, "probe_epochs": 60, "probe_learning_rate": "3e-2", "probe_batch_size": 8}
+
+
+def _argv(data_dir, output_dir, **overrides):
+    return tiny_run_args(data_dir, output_dir, config=ROOT / "recipes/configs/ravdess.yaml", **{**PROBE, **overrides})
 
 
 def _predictions(output_dir, split="validation"):
@@ -37,7 +36,7 @@ def _predictions(output_dir, split="validation"):
 @pytest.fixture(scope="module")
 def probe_run(ravdess_tree, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("probe") / "out"
-    return output_dir, train(_argv(ravdess_tree, output_dir, "--probe", "true"))
+    return output_dir, train(_argv(ravdess_tree, output_dir, probe=True))
 
 
 def test_the_probe_output_is_an_ordinary_hub_ready_run(probe_run):
@@ -73,7 +72,7 @@ def test_pipeline_labels_equal_the_probe_predictions(probe_run, ravdess_tree):
 
 def test_a_second_run_reuses_the_cache_and_repeats_the_probe(probe_run, ravdess_tree, tmp_path):
     output_dir, results = probe_run
-    again = train(_argv(ravdess_tree, tmp_path / "again", "--probe", "true", "--probe_layer_analysis", "false"))
+    again = train(_argv(ravdess_tree, tmp_path / "again", probe=True, probe_layer_analysis=False))
     probe = json.loads((tmp_path / "again" / "probe_results.json").read_text())
     assert probe["cache"]["computed"] == 0 and probe["cache"]["clips"] == 64 and probe["layers"] is None
     assert again["validation"]["ua"] == results["validation"]["ua"]
@@ -83,10 +82,9 @@ def test_a_second_run_reuses_the_cache_and_repeats_the_probe(probe_run, ravdess_
 def test_lpft_starts_from_the_probe_head(probe_run, ravdess_tree, tmp_path):
     # With a learning rate of 0 the fine-tuned model is the model it started from: the probe's, head included.
     output_dir, _ = probe_run
-    train(_argv(ravdess_tree, tmp_path / "lpft", "--init_head_from", str(output_dir), "--learning_rate", "0",
-                "--max_steps", "2", "--per_device_train_batch_size", "4", "--eval_strategy", "no",
-                "--save_strategy", "no", "--load_best_model_at_end", "false", "--early_stopping_patience", "0",
-                "--freeze_feature_encoder", "false"))
+    train(_argv(ravdess_tree, tmp_path / "lpft", init_head_from=output_dir, learning_rate=0, max_steps=2,
+                per_device_train_batch_size=4, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                early_stopping_patience=0, freeze_feature_encoder=False))
     assert json.loads((tmp_path / "lpft" / "config.json").read_text())["use_weighted_layer_sum"]
     assert f"| init_head_from | {output_dir} |" in (tmp_path / "lpft" / "README.md").read_text()
     assert _predictions(tmp_path / "lpft") == _predictions(output_dir)
@@ -95,8 +93,7 @@ def test_lpft_starts_from_the_probe_head(probe_run, ravdess_tree, tmp_path):
 def test_probe_cross_validation_fills_one_cache_for_every_fold(tmp_path):
     corpus = make_ravdess_tree(tmp_path / "corpus")  # its own: no cache from the other tests
     root = tmp_path / "cv"
-    argv = _argv(corpus, root, "--probe", "true", "--probe_layer_analysis", "false")
-    argv.remove("--fold"), argv.remove("3")
+    argv = _argv(corpus, root, probe=True, probe_layer_analysis=False, fold=None)
     assert crossval_main([*argv, "--folds", "0,1", "--parallel", "2", "--baseline", "false"]) == 0
     # The parent process filled one cache; the folds, running at once, found every clip in it.
     assert len(list((corpus / ".ser_hf_probe_cache").iterdir())) == 1

@@ -5,26 +5,18 @@ import json
 
 import pytest
 
-from ser_hf.commands.train import train
 from ser_hf.labels import RAVDESS_EMOTIONS
 from ser_hf.reporting.hub import files_to_upload
-from tests.conftest import TINY_ENCODER, write_tone
+from tests.conftest import TINY_ENCODER, tiny_run_args, train, write_tone
 
 pytestmark = pytest.mark.slow
 
 
-def _argv(data_dir, output_dir, *extra):
-    return [
-        "--model_name_or_path", "null", "--model_type", "wav2vec2", "--model_config_overrides",
-        json.dumps({**TINY_ENCODER, "feat_extract_norm": "layer"}), "--freeze_feature_encoder", "false",
-        "--corpus", "ravdess", "--data_dir", str(data_dir), "--download", "false",
-        "--n_folds", "4", "--fold", "3", "--padding", "longest", "--max_duration_seconds", "1.0",
-        "--output_dir", str(output_dir), "--max_steps", "2", "--per_device_train_batch_size", "8",
-        "--per_device_eval_batch_size", "8", "--learning_rate", "1e-3", "--eval_strategy", "no",
-        "--save_strategy", "no", "--logging_steps", "1", "--remove_unused_columns", "false", "--report_to", "none",
-        "--use_cpu", "true", "--seed", "1", "--dataloader_num_workers", "0", "--scan_workers", "1",
-        "--disable_tqdm", "true", *extra,
-    ]
+def _argv(data_dir, output_dir, **overrides):
+    return tiny_run_args(data_dir, output_dir, model_config_overrides={**TINY_ENCODER, "feat_extract_norm": "layer"},
+                         padding="longest", per_device_eval_batch_size=8, learning_rate="1e-3", eval_strategy="no",
+                         save_strategy="no", logging_steps=1, remove_unused_columns=False, seed=1, scan_workers=1,
+                         disable_tqdm=True, **overrides)
 
 
 def test_one_round_adds_confident_clips_and_reports_them(ravdess_tree, tmp_path):
@@ -34,7 +26,7 @@ def test_one_round_adds_confident_clips_and_reports_them(ravdess_tree, tmp_path)
     (pool / "broken.wav").write_bytes(b"RIFF\x00\x00not audio")  # reported and left out, not fatal
     out = tmp_path / "run"
     # A random tiny model scores about 1/8 per class: 0.1 lets clips through, as a trained model's 0.9 would.
-    results = train(_argv(ravdess_tree, out, "--unlabeled_dir", str(pool), "--pseudo_threshold", "0.1"))
+    results = train(_argv(ravdess_tree, out, unlabeled_dir=pool, pseudo_threshold=0.1))
 
     report = json.loads((out / "pseudo_rounds.json").read_text())
     assert report["pool"]["files"] == 7 and report["pool"]["excluded_by_scan"] == 1
@@ -65,7 +57,7 @@ def test_a_pool_fold_round_without_clips_reproduces_round_zero(ravdess_tree, tmp
     # Nothing reaches a threshold of 1: the last round trains on the same clips from the same initial weights and
     # seed as round 0, so it must land on the same model (a continued model would not).
     out = tmp_path / "run"
-    train(_argv(ravdess_tree, out, "--pseudo_pool_fold", "1", "--pseudo_threshold", "1.0"))
+    train(_argv(ravdess_tree, out, pseudo_pool_fold=1, pseudo_threshold=1.0))
     report = json.loads((out / "pseudo_rounds.json").read_text())
     round0, round1 = report["rounds"]
     assert round1["added"] == 0 and round1["summary"]["pool"] == 16
@@ -81,7 +73,7 @@ def test_a_probe_labels_the_pool_through_its_own_cache(ravdess_tree, tmp_path):
     for i in range(6):
         write_tone(pool / f"street_{i}.wav", 0.6 + 0.1 * i, 240 + 90 * i, seed=900 + i)
     out = tmp_path / "run"
-    train(_argv(ravdess_tree, out, "--unlabeled_dir", str(pool), "--pseudo_threshold", "0.1", "--probe", "true"))
+    train(_argv(ravdess_tree, out, unlabeled_dir=pool, pseudo_threshold=0.1, probe=True))
     with open(out / "pseudo_labels_round_1.csv") as handle:
         labels = {row["path"]: row["label"] for row in csv.DictReader(handle)}
     assert labels == {f"street_{i}.wav": emotion for i, emotion in enumerate(RAVDESS_EMOTIONS[:6])}

@@ -13,26 +13,21 @@ from pathlib import Path
 import pytest
 
 from ser_hf.training.output_dir import LOCK_NAME
-from tests.conftest import TINY_ENCODER
+from tests.conftest import TINY_ENCODER, tiny_run_args
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _command(data_dir, output_dir, *extra):
-    return [
-        str(ROOT / "recipes/configs/ravdess.yaml"),
-        "--model_name_or_path", "null", "--model_type", "wav2vec2", "--freeze_feature_encoder", "false",
-        "--model_config_overrides", json.dumps({**TINY_ENCODER, "feat_extract_norm": "group"}),
-        "--data_dir", str(data_dir), "--download", "false", "--n_folds", "4", "--fold", "3",
-        "--output_dir", str(output_dir), "--max_steps", "40", "--per_device_train_batch_size", "4",
-        "--gradient_accumulation_steps", "1", "--per_device_eval_batch_size", "8", "--max_duration_seconds", "1.0",
-        "--learning_rate", "3e-3", "--lr_scheduler_type", "reduce_lr_on_plateau", "--plateau_patience", "0",
-        "--eval_strategy", "steps", "--eval_steps", "5", "--save_strategy", "steps", "--save_steps", "5",
-        "--load_best_model_at_end", "true", "--early_stopping_patience", "100", "--logging_steps", "5",
-        "--dataloader_num_workers", "0", "--report_to", "none", "--use_cpu", "true", "--seed", "3",
-        "--disable_tqdm", "true", *extra,
-    ]
+def _command(data_dir, output_dir, **overrides):
+    settings = dict(
+        model_config_overrides={**TINY_ENCODER, "feat_extract_norm": "group"}, max_steps=40,
+        per_device_train_batch_size=4, gradient_accumulation_steps=1, per_device_eval_batch_size=8,
+        learning_rate="3e-3", lr_scheduler_type="reduce_lr_on_plateau", plateau_patience=0, eval_strategy="steps",
+        eval_steps=5, save_strategy="steps", save_steps=5, load_best_model_at_end=True, early_stopping_patience=100,
+        logging_steps=5, seed=3, disable_tqdm=True)
+    return tiny_run_args(data_dir, output_dir, corpus=None, config=ROOT / "recipes/configs/ravdess.yaml",
+                         **{**settings, **overrides})
 
 
 def _python(args, **kwargs):
@@ -113,7 +108,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(ravdess_tree, uninterru
     assert proc.returncode == -signal.SIGKILL
     assert not (output_dir / "model.safetensors").exists()
 
-    resumed = _python(_command(ravdess_tree, output_dir, "--resume", "true"))  # also takes over the dead lock
+    resumed = _python(_command(ravdess_tree, output_dir, resume=True))  # also takes over the dead lock
     out = _finish(resumed)
     assert resumed.returncode == 0, out[-3000:]
     assert "Resuming from" in out
@@ -122,7 +117,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(ravdess_tree, uninterru
 
 def test_a_second_run_into_a_live_output_dir_is_refused(ravdess_tree, tmp_path):
     output_dir = tmp_path / "busy"
-    first = _python(_command(ravdess_tree, output_dir, "--max_steps", "100000"))
+    first = _python(_command(ravdess_tree, output_dir, max_steps=100000))
     try:
         # The lock is all the refusal depends on: it is taken before any data or model is loaded.
         _wait_for(output_dir / LOCK_NAME, first, ready=_locked_by(first.pid))
@@ -149,19 +144,39 @@ def test_same_seed_gives_the_same_metrics(ravdess_tree, uninterrupted, tmp_path)
     _assert_same_run(_summary(tmp_path / "again"), _summary(uninterrupted))
 
 
-@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "Ctrl-C"])
-def test_signal_saves_a_checkpoint_and_exits(ravdess_tree, tmp_path, sig, code):
+@pytest.mark.parametrize("sig,code,group", [(signal.SIGTERM, 143, True), (signal.SIGINT, 130, True),
+                                            (signal.SIGTERM, 143, False)],
+                         ids=["SIGTERM to the job", "Ctrl-C", "kill PID"])
+def test_signal_saves_a_checkpoint_and_exits(ravdess_tree, tmp_path, sig, code, group):
     output_dir = tmp_path / "preempted"
     # A run far too long to finish by itself: the signal must find it training, however fast this machine is.
-    proc = _python(_command(ravdess_tree, output_dir, "--save_steps", "1000", "--save_strategy", "steps",
-                            "--load_best_model_at_end", "false", "--max_steps", "100000"))
+    # Two dataloader workers. A terminal's Ctrl-C and a scheduler's pre-emption reach every process of the group
+    # (workers included), `kill PID` the training process alone: each time the run saves, stops its workers and
+    # says so once.
+    command = _command(ravdess_tree, output_dir, save_steps=1000, save_strategy="steps",
+                       load_best_model_at_end=False, max_steps=100000, dataloader_num_workers=2)
+    proc = _python(command, start_new_session=True)
     _wait_for(output_dir / "diagnostics.json", proc)  # written at the first evaluation: training is under way
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     out = _finish(proc)
     assert proc.returncode == code, out[-3000:]
     checkpoints = list(output_dir.glob("checkpoint-*"))
     assert len(checkpoints) == 1 and (checkpoints[0] / "optimizer.pt").exists()
     assert sig.name in out and "--resume true" in out and "Traceback" not in out
+    assert out.count(f"Received {sig.name}") == 1, out[-3000:]
+
+    # The hurried user's rerun, without --resume: refused in one line, the checkpoint left as it was.
+    saved = {p.name: p.read_bytes() for p in checkpoints[0].iterdir() if p.is_file()}
+    rerun = subprocess.run([sys.executable, str(ROOT / "recipes/finetune.py"), *command], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+    assert rerun.returncode == 2, rerun.stderr[-3000:]
+    error = [line for line in rerun.stderr.splitlines() if "error:" in line]
+    assert len(error) == 1 and "Traceback" not in rerun.stderr
+    assert f"holds an interrupted run ({checkpoints[0].name}" in error[0] and "--resume true" in error[0]
+    assert {p.name: p.read_bytes() for p in checkpoints[0].iterdir() if p.is_file()} == saved
 
 
 def test_a_finished_run_is_not_overwritten(ravdess_tree, uninterrupted):
@@ -176,7 +191,7 @@ def test_two_processes_count_each_clip_once(ravdess_tree, uninterrupted, tmp_pat
     output_dir = tmp_path / "ddp"
     proc = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
-         str(ROOT / "recipes/finetune.py"), *_command(ravdess_tree, output_dir, "--max_steps", "10")],
+         str(ROOT / "recipes/finetune.py"), *_command(ravdess_tree, output_dir, max_steps=10)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     with open(output_dir / "predictions_validation.csv") as handle:

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from transformers import pipeline
 
-from ser_hf.commands.train import train
-from tests.conftest import TINY_ENCODER
+from tests.conftest import TINY_ENCODER, tiny_run_args, train
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -18,16 +17,12 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def calibrated(ravdess_tree, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("calibrated")
-    overrides = json.dumps({**TINY_ENCODER, "feat_extract_norm": "layer"})
-    results = train([
-        str(ROOT / "recipes/configs/ravdess.yaml"), "--model_name_or_path", "null", "--model_type", "wav2vec2",
-        "--model_config_overrides", overrides, "--freeze_feature_encoder", "false", "--corpus", "ravdess",
-        "--data_dir", str(ravdess_tree), "--download", "false", "--n_folds", "4", "--fold", "3",
-        "--max_duration_seconds", "1.0", "--padding", "longest", "--output_dir", str(output_dir), "--max_steps", "8",
-        "--per_device_train_batch_size", "8", "--learning_rate", "3e-3", "--eval_strategy", "steps", "--eval_steps", "8",
-        "--save_strategy", "steps", "--save_steps", "8", "--load_best_model_at_end", "true",
-        "--metric_for_best_model", "ua", "--report_to", "none", "--use_cpu", "true", "--seed", "1",
-        "--dataloader_num_workers", "0", "--remove_unused_columns", "false", "--temperature_scaling", "true"])
+    results = train(tiny_run_args(
+        ravdess_tree, output_dir, config=ROOT / "recipes/configs/ravdess.yaml",
+        model_config_overrides={**TINY_ENCODER, "feat_extract_norm": "layer"}, padding="longest", max_steps=8,
+        learning_rate="3e-3", eval_strategy="steps", eval_steps=8, save_strategy="steps", save_steps=8,
+        load_best_model_at_end=True, metric_for_best_model="ua", seed=1, remove_unused_columns=False,
+        temperature_scaling=True))
     return output_dir, results
 
 

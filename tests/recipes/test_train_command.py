@@ -7,8 +7,9 @@ import pytest
 import transformers
 from transformers import EarlyStoppingCallback
 
-from ser_hf.commands.train import _log_early_stop, train
-from ser_hf.config import UsageError
+from ser_hf.errors import UsageError
+from ser_hf.experiments.training_run import _log_early_stop
+from tests.conftest import train
 
 
 def _trainer_after(patience, counter):

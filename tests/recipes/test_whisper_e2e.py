@@ -10,22 +10,17 @@ import torch
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration, pipeline
 
-from ser_hf.commands.train import train
-from tests.conftest import TINY_WHISPER, save_tiny_whisper
+from tests.conftest import TINY_WHISPER, pretrained_model_args, save_tiny_whisper, tiny_run_args, train
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def _argv(data_dir, output_dir):
-    return [
-        str(ROOT / "recipes/configs/ravdess_whisper.yaml"), "--data_dir", str(data_dir), "--download", "false",
-        "--n_folds", "4", "--fold", "3", "--output_dir", str(output_dir), "--max_steps", "8",
-        "--per_device_train_batch_size", "8", "--gradient_accumulation_steps", "1", "--per_device_eval_batch_size", "4",
-        "--learning_rate", "3e-3", "--eval_strategy", "steps", "--eval_steps", "4", "--save_strategy", "steps",
-        "--save_steps", "4", "--logging_steps", "2", "--report_to", "none", "--use_cpu", "true", "--seed", "1",
-        "--dataloader_num_workers", "0", "--early_stopping_patience", "0", "--max_duration_seconds", "1.0",
-    ]
+def _argv(data_dir, output_dir, **model):
+    return tiny_run_args(data_dir, output_dir, corpus=None, config=ROOT / "recipes/configs/ravdess_whisper.yaml",
+                         max_steps=8, gradient_accumulation_steps=1, per_device_eval_batch_size=4, learning_rate="3e-3",
+                         eval_strategy="steps", eval_steps=4, save_strategy="steps", save_steps=4, logging_steps=2,
+                         seed=1, early_stopping_patience=0, **model)
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +28,8 @@ def pretrained_run(ravdess_tree, tmp_path_factory):
     """The config as a user runs it, on a local openai-layout folder, bottom layer frozen, weighted layer sum."""
     source = save_tiny_whisper(tmp_path_factory.mktemp("tiny-whisper"))
     output_dir = tmp_path_factory.mktemp("whisper_pretrained") / "out"
-    results = train(_argv(ravdess_tree, output_dir) + ["--model_name_or_path", str(source), "--freeze_encoder_layers",
-                                                       "1", "--use_weighted_layer_sum", "true"])
+    results = train(_argv(ravdess_tree, output_dir, **pretrained_model_args(source), freeze_encoder_layers=1,
+                          use_weighted_layer_sum=True))
     return output_dir, results, source
 
 
@@ -42,9 +37,8 @@ def pretrained_run(ravdess_tree, tmp_path_factory):
 def from_config_run(ravdess_tree, tmp_path_factory):
     """model_type whisper, random init, nothing frozen, with ravdess.yaml's padding mode."""
     output_dir = tmp_path_factory.mktemp("whisper_from_config") / "out"
-    results = train(_argv(ravdess_tree, output_dir) + [
-        "--model_name_or_path", "null", "--model_type", "whisper", "--freeze_feature_encoder", "false",
-        "--model_config_overrides", json.dumps(TINY_WHISPER), "--padding", "max_length"])
+    results = train(_argv(ravdess_tree, output_dir, model_type="whisper", model_config_overrides=TINY_WHISPER,
+                          padding="max_length"))
     return output_dir, results, None
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ser_hf.evaluation.calibration import calibration_summary, reliability_bins
-from ser_hf.evaluation.crossval import collect_fold_results, summarize
+from ser_hf.evaluation.fold_summary import collect_fold_results, summarize
 from ser_hf.evaluation.metrics import compute_ser_metrics_from_confusion
 from ser_hf.reporting.calibration_report import calibration_section
 from ser_hf.reporting.crossval_report import markdown_table, write_crossval_report
@@ -80,3 +80,23 @@ def test_crossval_report_gives_ece_per_fold_and_pooled(tmp_path):
     assert "ECE 25.0 +- 15.0 % over folds, 15.0 % pooled" in markdown_table(report)
     write_crossval_report(tmp_path, report)
     assert (tmp_path / "reliability_diagram.png").is_file()
+
+
+def test_the_gap_bars_have_one_colour_per_direction_and_a_legend(tmp_path):
+    # Over-confident bins get red hatching above the accuracy bar, under-confident ones orange inside it; the
+    # hatching is unfilled, so no third, blended colour appears that the legend would not explain.
+    from matplotlib import colors as mcolors
+    from matplotlib import image as mimage
+
+    def share(path, color):
+        rgb = mimage.imread(path)[..., :3]
+        return float((np.abs(rgb - np.array(mcolors.to_rgb(color))).max(axis=-1) < 0.05).mean())
+
+    def bins(accuracies):
+        return [{"lower": i / 10, "upper": (i + 1) / 10, "count": 10, "accuracy": a, "confidence": (i + 0.5) / 10}
+                for i, a in enumerate(accuracies)]
+
+    over = plot_reliability_diagram(bins([0.0] * 10), tmp_path / "over.png")
+    under = plot_reliability_diagram(bins([1.0] * 10), tmp_path / "under.png")
+    assert share(over, "tab:red") > 0.002 and share(over, "tab:orange") < 0.0005
+    assert share(under, "tab:orange") > 0.002 and share(under, "tab:red") < 0.0005

@@ -188,3 +188,20 @@ def test_prediction_histogram_without_evaluations_draws_no_bars(tmp_path):
     path = plot_prediction_histogram([], ["neutral", "happy"], tmp_path / "empty.png")
     png_size(path)
     assert not any(pixels_of(path, matplotlib.colormaps["tab10"](k)).any() for k in range(2))
+
+
+def test_training_curves_mark_the_step_of_the_saved_model(tmp_path):
+    # A dotted black line at the saved checkpoint's step, in every panel: the curves say which point is published.
+    plain = plot_training_curves(trainer_like_log_history(), tmp_path / "plain.png")
+    marked = plot_training_curves(trainer_like_log_history(), tmp_path / "marked.png", kept_step=20)
+    width = png_size(plain)[0]
+
+    def black_columns(path, k):
+        strip = pixels_of(path, "black", tol=0.1)[:, k * width // 3:(k + 1) * width // 3]
+        return strip.sum(axis=0)
+
+    for k in range(3):
+        added = black_columns(marked, k) - black_columns(plain, k)
+        column = int(np.argmax(added))
+        assert added[column] > 50  # a tall vertical line ...
+        assert np.count_nonzero(added > 20) <= 6  # ... in one place, not a redrawn panel

@@ -18,12 +18,17 @@ import torch
 from transformers import AutoModelForAudioClassification, TrainerCallback
 
 from ser_hf.training import checkpoints
-from ser_hf.training.output_dir import _process_start
 from ser_hf.training.checkpoints import checkpoint_problems, latest_intact_checkpoint, resolve_resume
 from ser_hf.training.final_save import save_final_model_atomically
-from ser_hf.training.output_dir import LOCK_NAME, OutputDirLock, check_output_dir, finished_run
+from ser_hf.training.output_dir import (
+    LOCK_NAME,
+    InterruptedRunExists,
+    OutputDirLock,
+    _process_start,
+    check_output_dir,
+    finished_run,
+)
 from tests.conftest import tiny_trainer as _trainer
-
 
 
 @pytest.fixture
@@ -320,7 +325,7 @@ def test_finished_run_and_check_output_dir(tmp_path):
     assert not finished_run(tmp_path)  # config.json missing: not the end of our recipe
     (tmp_path / "config.json").write_text("{}")
     assert finished_run(tmp_path)
-    with pytest.raises(FileExistsError, match="--overwrite_output_dir true.*--resume_from_checkpoint auto"):
+    with pytest.raises(FileExistsError, match="--overwrite_output_dir true.*--resume true"):
         check_output_dir(tmp_path, overwrite=False, resume=False)
     check_output_dir(tmp_path, overwrite=True, resume=False)
     check_output_dir(tmp_path, overwrite=False, resume=True)
@@ -328,6 +333,23 @@ def test_finished_run_and_check_output_dir(tmp_path):
 
 def test_checkpoints_alone_are_not_a_finished_run(trained):
     assert not finished_run(trained)  # the fixture never called save_model at the top level
+
+
+def test_an_interrupted_run_is_refused_unless_resumed_or_started_over(trained, tmp_path, caplog):
+    # A rerun without --resume would start at step 0 and let the checkpoint rotation delete the interrupted run's
+    # checkpoints: refused, naming the newest one and how far it got.
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    with pytest.raises(InterruptedRunExists, match=r"interrupted run \(checkpoint-4, step 4 of 4\).*--resume true"):
+        check_output_dir(run, overwrite=False, resume=False)
+    check_output_dir(run, overwrite=False, resume=True)
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    # Starting over is said, and leaves none of the earlier run's checkpoints among the new run's.
+    with caplog.at_level(logging.WARNING, logger="ser_hf.training.output_dir"):
+        check_output_dir(run, overwrite=True, resume=False)
+    assert "removing the earlier run's checkpoint-2, checkpoint-4" in caplog.text
+    assert not list(run.glob("checkpoint-*"))
+    check_output_dir(run, overwrite=False, resume=False)  # nothing left to protect
 
 
 # ---- atomic final save ----------------------------------------------------------------------------------

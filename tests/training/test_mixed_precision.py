@@ -7,7 +7,7 @@ from transformers import AutoConfig, AutoModelForAudioClassification
 
 from ser_hf import config as config_module
 from ser_hf.config import SERTrainingArguments
-from ser_hf.data.audio import AudioCollator
+from ser_hf.data.collator import AudioCollator
 from ser_hf.training.trainer import SERTrainer
 from tests.conftest import TINY_ENCODER
 

@@ -8,14 +8,19 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForAudioClassification, Wav2Vec2FeatureExtractor, pipeline
 
-from ser_hf.config import DataArguments, SERTrainingArguments, UsageError
+from ser_hf.config import DataArguments, SERTrainingArguments
 from ser_hf.corpora.intensity import IGNORE_INDEX, intensity_id, intensity_names, intensity_of
-from ser_hf.data.audio import AudioCollator
+from ser_hf.data.collator import AudioCollator
+from ser_hf.errors import UsageError
 from ser_hf.evaluation.intensity import intensity_metrics
-from ser_hf.training.multitask import (
-    INTENSITY_HEAD_FILE, MultitaskTrainer, attach_intensity_head, check_multitask_data, has_intensity_head,
-    load_intensity_head, mark_intensity, masked_intensity_loss, pooled_capture,
+from ser_hf.models.intensity_head import (
+    INTENSITY_HEAD_FILE,
+    attach_intensity_head,
+    has_intensity_head,
+    load_intensity_head,
+    pooled_capture,
 )
+from ser_hf.training.multitask import MultitaskTrainer, check_multitask_data, mark_intensity, masked_intensity_loss
 from ser_hf.training.trainer import SERTrainer
 from tests.conftest import TINY_ENCODER
 

@@ -8,16 +8,23 @@ import pytest
 import torch
 from transformers import AutoFeatureExtractor, pipeline
 
-from ser_hf.config import DataArguments, ModelArguments, SERTrainingArguments, UsageError
+from ser_hf.config import DataArguments, ModelArguments, SERTrainingArguments
 from ser_hf.data.audio import decode_16k_mono
+from ser_hf.errors import UsageError
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.labels import label_maps
-from ser_hf.training.modeling import build_model
+from ser_hf.models.encoders import build_model
+from ser_hf.models.probe_features import HEAD_PARAMETERS, LayerMeansCache, encoder_identity
+from ser_hf.models.probe_head import ProbeHead, write_head
 from ser_hf.training.probe import (
-    ProbeHead, ProbeSettings, check_probe_args, head_model_args, load_head, probe_model_args, probe_settings,
-    train_probe_head, write_head,
+    ProbeSettings,
+    check_probe_args,
+    head_model_args,
+    load_head,
+    probe_model_args,
+    probe_settings,
+    train_probe_head,
 )
-from ser_hf.training.probe_features import HEAD_PARAMETERS, LayerMeansCache, encoder_identity
 from tests.conftest import TINY_ENCODERS, save_tiny_whisper, write_tone
 
 LABELS = ["low", "mid", "high"]

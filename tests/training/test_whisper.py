@@ -10,17 +10,21 @@ import soundfile as sf
 import torch
 import torch.nn.functional as F
 from transformers import (
-    WhisperFeatureExtractor, WhisperForAudioClassification, WhisperForConditionalGeneration, pipeline,
+    WhisperFeatureExtractor,
+    WhisperForAudioClassification,
+    WhisperForConditionalGeneration,
+    pipeline,
 )
 
-from ser_hf.commands.train import train
-from ser_hf.config import DataArguments, ModelArguments, UsageError
-from ser_hf.data.audio import SAMPLE_RATE, AudioCollator
-from ser_hf.evaluation.prediction import load_trained, predict_probabilities
+from ser_hf.config import DataArguments, ModelArguments
+from ser_hf.data.audio import SAMPLE_RATE
+from ser_hf.data.collator import AudioCollator
+from ser_hf.errors import UsageError
+from ser_hf.evaluation.held_out import load_trained, predict_probabilities
 from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
-from ser_hf.training.modeling import build_model, check_padding_mode, uses_attention_mask
+from ser_hf.models.encoders import build_model, check_padding_mode, uses_attention_mask
 from ser_hf.training.trainer import SERTrainer
-from tests.conftest import TINY_ENCODER, TINY_WHISPER, save_tiny_whisper, write_tone
+from tests.conftest import TINY_ENCODER, TINY_WHISPER, save_tiny_whisper, train, write_tone
 
 ID2LABEL, LABEL2ID = label_maps(RAVDESS_EMOTIONS)
 FRONT_END = {"encoder.conv1.weight", "encoder.conv1.bias", "encoder.conv2.weight", "encoder.conv2.bias",

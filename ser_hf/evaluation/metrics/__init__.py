@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 
 SER_METRICS_PATH = Path(__file__).with_name("ser_metrics.py")
+# Every run and evaluation writes its scores here: {split: metrics}.
+RESULTS_FILE = "ser_results.json"
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,0 +1,177 @@
+"""Bayesian hyperparameter search over speaker folds (`ser-hf search`): trials until the study holds enough, then
+the report and the best config's cross-validation.
+
+    run_search(config, overrides, SearchSettings(n_trials=20, test_fold=None, ...), command)
+
+The space and the trial configs are `ser_hf.experiments.search_space`, the study `ser_hf.experiments.study`, what a
+trial runs `ser_hf.experiments.search_objectives`; the report files `ser_hf.reporting.search_report`.
+"""
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from ser_hf.config import parse_config
+from ser_hf.console import pop_option
+from ser_hf.data.prepare import resolve_data_args
+from ser_hf.errors import UsageError
+from ser_hf.experiments.crossval import prepare_folds, run_crossval, validation_folds
+from ser_hf.experiments.search_objectives import FineTuneObjective, ProbeObjective, TrialFailed, prepare_probe_folds
+from ser_hf.experiments.search_space import (
+    check_space_values,
+    config_defaults,
+    config_values,
+    parse_search_space,
+    trial_config,
+)
+from ser_hf.experiments.study import best_trial, default_storage, finished_trials, open_study, recover_killed_trials
+from ser_hf.reporting.search_report import (
+    BEST_CONFIG,
+    plot_search,
+    search_summary,
+    trial_rows,
+    write_best_config,
+    write_search_report,
+)
+from ser_hf.training.output_dir import OutputDirLock
+from ser_hf.training.probe import head_model_args
+
+logger = logging.getLogger(__name__)
+
+MAX_FAILURES_IN_A_ROW = 3  # a config that crashes every trial is a bug to fix, not a search to continue
+
+
+@dataclass
+class SearchSettings:
+    """How a search runs (the options of `ser-hf search` besides the recipe's own fields).
+
+    Attributes:
+        n_trials: finished (complete or pruned) trials the study should hold; a rerun continues to it.
+        folds: comma-separated validation folds of every trial (None: all but the test fold).
+        storage: optuna storage URL (None: sqlite:///OUTPUT_DIR/study.db).
+        pruner: median, halving or none.
+        sampler_seed: seed of the TPE sampler.
+        parallel, launcher: how fine-tuning folds start (as `ser-hf cv`).
+        final_cv: cross-validate the best config at the end (its test-fold ensemble with --test_fold).
+        baseline: the final cross-validation runs the SVM baseline on the same folds.
+    """
+
+    n_trials: int = 20
+    folds: str | None = None
+    storage: str | None = None
+    pruner: str = "median"
+    sampler_seed: int = 0
+    parallel: int = 1
+    launcher: str | None = None
+    final_cv: bool = True
+    baseline: bool = True
+
+
+def _run_trials(study, objective, n_trials):
+    """Run trials until the study holds n_trials finished ones. Returns False after too many failures in a row."""
+    failures = 0
+    while len(finished_trials(study)) < n_trials:
+        try:
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,))
+        except KeyboardInterrupt:
+            recover_killed_trials(study)  # queued for the next run of the same command
+            raise
+        last = study.trials[-1]
+        failures = failures + 1 if last.state == optuna.trial.TrialState.FAIL else 0
+        if failures >= MAX_FAILURES_IN_A_ROW:
+            logger.error("%d trials in a row failed (last: %s): fix the config before searching further", failures,
+                         last.user_attrs.get("error", "see the log"))
+            return False
+    return True
+
+
+def run_search(config, overrides, settings, command):
+    """The search itself (see the module docstring).
+
+    Args:
+        config: the recipe YAML holding `search_space` (or `probe_search_space` with --probe true).
+        overrides: `--field value` arguments for every trial (and the best config); --output_dir is the search's.
+        settings: `SearchSettings`.
+        command: the command line shown on the reports and fold cards.
+
+    Returns:
+        The exit code: 0 when the study completed (and the best config's cross-validation finished), 1 otherwise.
+
+    Raises:
+        UsageError: a config without a space, folds that cannot be searched, a space value the recipe refuses,
+            or a study in the storage that searched something else.
+    """
+    overrides = list(overrides)
+    root_arg = pop_option(overrides, "output_dir")
+    model_args, data_args, training_args = parse_config(config, overrides, single_fold=False)
+    data_args = resolve_data_args(data_args)
+    if data_args.train_manifest:
+        raise UsageError("the config sets train_manifest; a search holds out each speaker fold in turn")
+    folds = validation_folds(settings.folds, data_args)
+    for k in folds:  # --probe / --init_head_from checked now, for every fold
+        head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)
+    probe = training_args.probe
+    key = "probe_search_space" if probe else "search_space"
+    base = config_values(config, overrides)
+    if key not in base:
+        raise UsageError(f"{config} has no {key}: add one (recipes/configs/demo.yaml has both kinds)")
+    params = parse_search_space(base[key], f"{config}: {key}", probe=probe)
+    root = Path(root_arg or f"{training_args.output_dir.rstrip('/')}_search")
+
+    with OutputDirLock(root):  # one search per output dir: a trial left RUNNING was killed
+        check_space_values(base, params, root)
+        setup = {"mode": "probe" if probe else "fine-tune", "folds": folds, "test_fold": data_args.test_fold,
+                 "space": base[key], "config": {k: v for k, v in base.items() if k not in ("output_dir",
+                                                                                     "search_space",
+                                                                                     "probe_search_space")}}
+        storage = settings.storage or default_storage(root)
+        study = open_study(storage, setup, seed=settings.sampler_seed, pruner=settings.pruner)
+        recover_killed_trials(study)
+        if not study.trials:  # the first trial is the config as it is: the reference every trial is compared with
+            study.enqueue_trial(config_defaults(base, params), user_attrs={"config_defaults": True})
+        if probe:
+            objective = ProbeObjective(root, base, params, folds,
+                                       prepare_probe_folds(model_args, data_args, training_args, folds, root))
+        else:
+            prepare_folds(dataclasses.replace(data_args, fold=folds[0]), root)  # once, before parallel folds
+            objective = FineTuneObjective(root, base, params, folds, parallel=settings.parallel,
+                                          launcher=settings.launcher, command=command)
+        completed = _run_trials(study, objective, settings.n_trials)
+        return _report(study, base, params, folds, data_args, root, command, settings, probe) if completed else 1
+
+
+def _report(study, base, params, folds, data_args, root, command, settings, probe):
+    """Trials table, plots, best config; then the best config's cross-validation (and test-fold ensemble)."""
+    best = best_trial(study)
+    rows = trial_rows(study, folds)
+    reference = next((t for t in study.trials if t.user_attrs.get("config_defaults")
+                      and t.state == optuna.trial.TrialState.COMPLETE), None)
+    # The best trial's own dir: fine-tuning trials' folds are already there; a later, better trial gets its own.
+    cv_root = root / best.user_attrs["run_dir"] if best is not None else None
+    summary = search_summary(study, best, reference, folds, data_args.test_fold, rows,
+                             extra={"mode": "probe" if probe else "fine-tune", "best_cv": str(cv_root) if cv_root else None,
+                                    "command": command, "storage": settings.storage or default_storage(root)})
+    write_search_report(root, summary, rows)
+    plot_search(study, root)
+    if best is None:
+        logger.error("no trial completed: see %s/trials.md", root)
+        return 1
+    best_path = write_best_config(trial_config(base, best.params, output_dir=root / "best_model", fold=folds[0]), root / BEST_CONFIG,
+                                  summary, command)
+    print((root / "search_results.md").read_text())
+    print(f"wrote {best_path}, {root}/trials.csv, search_results.json and the plots")
+    if not settings.final_cv:
+        return 0
+    model_args, best_data, training_args = parse_config(best_path, single_fold=False)
+    best_data = dataclasses.replace(resolve_data_args(best_data), fold=folds[0])
+    report, status = run_crossval(best_path, [], best_data, folds, cv_root, parallel=settings.parallel,
+                                  launcher=settings.launcher, baseline=settings.baseline, command=command,
+                                  probe_args=(model_args, training_args) if probe else None)
+    if report is None or any(s.startswith("failed") for s in status.values()):
+        logger.error("the best config's cross-validation did not finish: %s", status)
+        return 1
+    print(f"the best config's cross-validation: {cv_root}/crossval_results.md")
+    return 0

@@ -1,0 +1,125 @@
+"""Emotion timelines: what the model hears, window by window, through a file.
+
+The windows are the ones long-file inference uses (`chunk_starts`: full-length windows every `window - overlap`
+seconds, the last one moved back to end at the file's end), only shorter by default (2 s every 1 s), so that a
+minute of speech shows how the emotion moves rather than one average. Each window goes through the pipeline on
+its own 16 kHz mono samples, exactly as `classify_file` sends a long file's windows.
+
+Voice-activity gating is an energy threshold: a window whose RMS level is below `silence_dbfs` (default -50 dBFS,
+about 0.3 % of full scale; the demo corpus' clips are -35 to -19 dBFS) is labelled "silence" and the model is not
+run on it, so its scores are empty (None in JSON, blank in CSV). A model trained on speech has no "silence"
+class and would otherwise put a confident-looking emotion on a pause.
+
+    classifier = load_classifier("outputs/demo")
+    timeline = emotion_timeline(classifier, "talk.wav")
+    write_timeline(timeline, "timelines/talk_timeline.csv"); write_timeline(timeline, "timelines/talk_timeline.json")
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ser_hf.data.audio import SAMPLE_RATE
+from ser_hf.inference.classify import min_input_samples, triage
+from ser_hf.inference.windows import check_chunking, decode_windows
+
+SILENCE = "silence"
+WINDOW_SECONDS = 2.0
+OVERLAP_SECONDS = 1.0
+SILENCE_DBFS = -50.0
+
+
+def rms_dbfs(samples):
+    """Root-mean-square level in dB relative to full scale (1.0); -inf for digital silence.
+
+    Args:
+        samples: 1-D float array in [-1, 1].
+
+    Returns:
+        float.
+    """
+    power = float(np.mean(np.square(samples, dtype=np.float64))) if len(samples) else 0.0
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+def model_labels(classifier):
+    """The model's class names in id order (the column order of timeline files)."""
+    id2label = classifier.model.config.id2label
+    return [id2label[i] for i in range(len(id2label))]
+
+
+def emotion_timeline(classifier, path, window_seconds=WINDOW_SECONDS, overlap_seconds=OVERLAP_SECONDS,
+                     silence_dbfs=SILENCE_DBFS, min_samples=None):
+    """Per-window predictions for one file, or the reason it cannot be classified.
+
+    Args:
+        classifier: an audio-classification pipeline (`load_classifier`).
+        path: audio file.
+        window_seconds: window length; a file no longer than this is one window.
+        overlap_seconds: seconds shared by consecutive windows (hop = window - overlap).
+        silence_dbfs: windows below this RMS level are labelled "silence" and not classified; None or -inf
+            classifies all.
+        min_samples: fewest 16 kHz samples to classify; default `min_input_samples(model config)`.
+
+    Returns:
+        dict: path, seconds, window_seconds, overlap_seconds, silence_dbfs, labels (class names in id order),
+        windows [{start, end, label, score, rms_dbfs, scores {label: probability} or None for silence}], error
+        (None, or the same one-line reason `classify_file` gives).
+    """
+    path = str(path)
+    check_chunking(window_seconds, overlap_seconds)
+    if silence_dbfs == -math.inf:  # no gate; stored as None since JSON has no -Infinity
+        silence_dbfs = None
+    timeline = {"path": path, "seconds": None, "window_seconds": window_seconds, "overlap_seconds": overlap_seconds,
+                "silence_dbfs": silence_dbfs, "labels": model_labels(classifier), "windows": [], "error": None}
+    if not Path(path).exists():
+        return {**timeline, "error": "no such file or folder"}
+    min_samples = min_samples or min_input_samples(classifier.model.config)
+    kind, found = triage(path, window_seconds, min_samples)
+    if kind == "error":
+        return {**timeline, "seconds": found["seconds"], "error": found["error"]}
+    timeline["seconds"] = round(float(found), 3)
+    for start, samples in decode_windows(path, found, window_seconds, overlap_seconds):
+        begin, end = start / SAMPLE_RATE, (start + len(samples)) / SAMPLE_RATE
+        bad = int((~np.isfinite(samples)).sum())
+        if bad:
+            return {**timeline, "windows": [], "error": f"non-finite audio: {bad} NaN/Inf samples in {begin:.1f}-"
+                                                        f"{end:.1f} s (not sent to the model: it would return NaN scores)"}
+        if len(samples) < min_samples:  # header longer than the data: nothing more to classify
+            continue
+        timeline["windows"].append(_window(classifier, samples, begin, end, silence_dbfs))
+    if not timeline["windows"]:
+        return {**timeline, "error": f"too short (no window of at least {min_samples} samples at 16 kHz)"}
+    return timeline
+
+
+def _window(classifier, samples, begin, end, silence_dbfs):
+    level = rms_dbfs(samples)
+    row = {"start": round(begin, 3), "end": round(end, 3), "label": SILENCE, "score": None,
+           "rms_dbfs": round(level, 1) if math.isfinite(level) else None, "scores": None}
+    if silence_dbfs is not None and level < silence_dbfs:
+        return row
+    # The sampling rate already matches, so the pipeline skips resampling (which would need torchaudio).
+    scores = {s["label"]: float(s["score"]) for s in classifier({"raw": samples, "sampling_rate": SAMPLE_RATE},
+                                                                 top_k=None)}
+    label = max(scores, key=scores.get)
+    return {**row, "label": label, "score": scores[label], "scores": scores}
+
+
+def label_changes(timeline):
+    """The top labels in time order with consecutive repeats merged (e.g. ["sad", "silence", "angry"]).
+
+    Args:
+        timeline: `emotion_timeline` output.
+
+    Returns:
+        list of str.
+    """
+    merged = []
+    for window in timeline["windows"]:
+        if not merged or merged[-1] != window["label"]:
+            merged.append(window["label"])
+    return merged
+
+
