@@ -6,7 +6,11 @@
 #   bash run.sh demo --cv                  the demo's 6 speaker folds (2 at a time), mean +- std beside the SVM baseline
 #   bash run.sh ravdess [--data_dir DIR] [--field value ...]   the RAVDESS recipe (wav2vec2-base; a GPU job)
 #   bash run.sh cremad [--data_dir DIR] [--labels 21|6] [--field value ...]   the CREMA-D recipe
-#     (demo, ravdess, cremad, train: --cv runs recipes/crossval.py, one model per speaker fold, instead of one fold;
+#   bash run.sh iemocap --data_dir DIR [--field value ...]   IEMOCAP's 4 classes, leave one session out
+#   bash run.sh msp_podcast --data_dir DIR [--field value ...]   MSP-Podcast's 8 classes on its own splits
+#   bash run.sh emodb [--data_dir DIR] [--field value ...]   EmoDB's 7 emotions (downloads the free release)
+#   bash run.sh emobox --emobox_dir EmoBox/data/NAME [--field value ...]   any EmoBox corpus on EmoBox's own folds
+#     (demo and the corpora, train: --cv runs recipes/crossval.py, one model per speaker fold, instead of one fold;
 #      --search runs recipes/search.py, an Optuna search over those folds: --n_trials N --test_fold T [--probe true])
 #   bash run.sh train CONFIG.yaml [--field value ...]   any config, e.g. your own corpus (recipes/configs/custom.yaml)
 #   bash run.sh predict MODEL_DIR FILE_OR_DIR ... [--top_k 3] [--output out.csv] [--timeline DIR] [--backend onnx]
@@ -165,6 +169,10 @@ print(path); print(f"true label: {true}; the model gets {n_right} of the {n} hel
     done
     "$PY" "$recipe" "$config" "$@"
     ;;
+  iemocap|msp_podcast|emodb|emobox)
+    setup
+    "$PY" "$recipe" "recipes/configs/$cmd.yaml" "$@"
+    ;;
   train)
     setup
     # Without a config the recipe's defaults (RAVDESS) would quietly start downloading: refuse instead.
@@ -201,9 +209,9 @@ print(path); print(f"true label: {true}; the model gets {n_right} of the {n} hel
     "$PY" -m pytest tests "$@"
     ;;
   help|-h|--help)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
     ;;
   *)
-    log "unknown command '$cmd'"; sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2
+    log "unknown command '$cmd'"; sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2
     ;;
 esac

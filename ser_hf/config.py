@@ -26,14 +26,19 @@ logger = logging.getLogger(__name__)
 # YAML values to the same list, so a typo fails before any data work, naming the valid values.
 # (Tests keep these lists equal to the registries they name: ser_hf.corpora, ser_hf.data.augment.PRESETS,
 # ser_hf.training.imbalance.WEIGHTING_SCHEMES.)
-Corpus = Literal["ravdess", "demo", "cremad", "manifest", "audiofolder", "hub"]
+Corpus = Literal["ravdess", "demo", "cremad", "iemocap", "msp_podcast", "emodb", "emobox", "manifest",
+                 "audiofolder", "hub"]
+HeldOutSplit = Literal["validation", "test"]
 PaddingMode = Literal["max_length", "longest", "crop"]
 AugmentationPreset = Literal["none", "seed21", "light"]
 ClassWeighting = Literal["none", "inverse", "sqrt_inverse"]
-EvalMetric = Literal["loss", "ua", "wa", "macro_f1"]
+EvalMetric = Literal["loss", "ua", "wa", "macro_f1", "ccc"]
 EncoderType = Literal["wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper"]
 FoldScheme = Literal["ser_hf", "emobox"]
-Task = Literal["emotion", "multitask"]
+Task = Literal["emotion", "multitask", "dimensional"]
+DimensionalLoss = Literal["ccc", "mse"]
+# The scores of an emotion classifier: a --task dimensional run cannot select or schedule on them.
+_CLASS_METRICS = ("ua", "wa", "macro_f1")
 
 
 def _check_choices(instance):
@@ -61,6 +66,23 @@ def _json_dict(value):
     if not isinstance(parsed, dict):
         raise ValueError(f"expected a JSON object, got {value!r}")
     return parsed
+
+
+def parse_dimension_range(value):
+    """(low, high) of `--dimension_range`: "1,5" from the command line, [1, 5] from a YAML file.
+
+    Raises:
+        UsageError: not two numbers, or low >= high.
+    """
+    parts = list(value) if isinstance(value, (list, tuple)) else str(value).split(",")
+    try:
+        low, high = (float(str(part).strip()) for part in parts)
+    except ValueError:
+        raise UsageError(f"--dimension_range {value!r}: give the ratings' scale as LOW,HIGH, e.g. 1,5 "
+                         "(IEMOCAP-style) or 1,7 (MSP-Podcast-style)") from None
+    if not low < high:
+        raise UsageError(f"--dimension_range {value!r}: LOW must be below HIGH, e.g. 1,5")
+    return low, high
 
 
 @dataclass
@@ -142,6 +164,9 @@ class DataArguments:
                   "Refused for other corpora."},
     )
     manifest: str | None = field(default=None, metadata={"help": "corpus=manifest: the manifest file."})
+    emobox_dir: str | None = field(
+        default=None, metadata={"help": "corpus=emobox: EmoBox's data/<dataset> folder (its fold files and label map)."}
+    )
     train_manifest: str | None = field(
         default=None, metadata={"help": "Your own split: train CSV (path, label[, speaker]); labels come from it."}
     )
@@ -160,6 +185,13 @@ class DataArguments:
         metadata={"help": "corpus=manifest or hub: the speaker column (manifest default: 'speaker' when the file "
                   "has one; without speakers the split is stratified and speakers may leak)."},
     )
+    dimension_range: str | None = field(
+        default=None,
+        metadata={"help": "--task dimensional with a manifest: the scale of its arousal, valence and dominance "
+                  "columns as LOW,HIGH (e.g. 1,5 or 1,7); each value is scaled to [0, 1] as (x - LOW) / (HIGH - LOW). "
+                  "null: the values are already in [0, 1]. Corpora with ratings of their own (IEMOCAP 1-5, "
+                  "MSP-Podcast 1-7) know their scale."},
+    )
     download: bool = field(default=True, metadata={"help": "Download the corpus when data_dir does not hold it."})
     n_folds: int = field(default=6, metadata={"help": "Speaker folds (RAVDESS: 6 folds of 4 actors)."})
     fold: int = field(default=0, metadata={"help": "Fold held out for evaluation (validation), 0-based."})
@@ -174,6 +206,14 @@ class DataArguments:
         metadata={"help": "Which speaker folds: 'ser_hf', our gender-balanced folds; 'emobox', the folds EmoBox "
                   "published (github.com/emo-box/EmoBox; RAVDESS only, 6 folds, fold k = its fold_<k+1>), so a "
                   "number can stand beside EmoBox's table."},
+    )
+    held_out_split: HeldOutSplit | None = field(
+        default=None,
+        metadata={"help": "What the held-out fold (--fold) is: 'validation', it selects the checkpoint and is "
+                  "reported (add --test_fold for a number no selection saw); 'test', it is reported and takes no "
+                  "part in selection, and the next fold (fold + 1 mod n_folds) is the validation split, out of "
+                  "training. null: the corpus's own protocol (IEMOCAP: test, leave one session out; the others: "
+                  "validation)."},
     )
     max_duration_seconds: float = field(
         default=5.0, metadata={"help": "Training clips are randomly cropped to at most this many seconds."}
@@ -248,6 +288,10 @@ class DataArguments:
             raise UsageError(f"--pseudo_threshold {self.pseudo_threshold}: a top class score, in (0, 1]")
         if self.pseudo_rounds < 1:
             raise UsageError(f"--pseudo_rounds {self.pseudo_rounds}: at least 1 (drop --unlabeled_dir for none)")
+        if self.dimension_range is not None and str(self.dimension_range).strip().lower() in ("", "null", "none"):
+            self.dimension_range = None
+        if self.dimension_range is not None:  # one spelling, whatever was typed: "1,5"
+            self.dimension_range = "{:g},{:g}".format(*parse_dimension_range(self.dimension_range))
 
 
 def _fast_half_precision(use_cpu):
@@ -294,7 +338,16 @@ class SERTrainingArguments(TrainingArguments):
                   "strong; CREMA-D --labels 6: low/medium/high; a manifest's intensity column). Clips without an "
                   "intensity (CREMA-D XX, neutral) are masked out of that loss. The saved model stays a plain "
                   "emotion classifier for pipeline(); the intensity head is saved beside it "
-                  "(ser_hf/training/multitask.py)."},
+                  "(ser_hf/training/multitask.py). 'dimensional': regression of arousal, dominance and valence, each "
+                  "scaled to [0, 1] (IEMOCAP, MSP-Podcast, or a manifest with arousal/valence/dominance columns and "
+                  "--dimension_range), scored by CCC; the checkpoint is an audio classifier with "
+                  "problem_type regression, whose pipeline() scores are the three values (docs/dimensional.md)."},
+    )
+    dimensional_loss: DimensionalLoss = field(
+        default="ccc",
+        metadata={"help": "--task dimensional: 'ccc', 1 - CCC (concordance correlation coefficient over the batch) "
+                  "averaged over the dimensions; 'mse', the mean squared error. CCC needs 2 clips: a batch of one "
+                  "clip falls back to MSE."},
     )
     intensity_loss_weight: float = field(
         default=0.5,
@@ -381,6 +434,11 @@ class SERTrainingArguments(TrainingArguments):
                            "the process list)")
         if self.task == "multitask" and self.probe:
             raise UsageError("--probe trains the emotion head alone on cached features: drop --task multitask")
+        if self.task == "dimensional":
+            self._check_dimensional()
+        elif self.plateau_metric == "ccc":
+            raise UsageError("--plateau_metric ccc scores --task dimensional; an emotion classifier has ua, wa, "
+                             "macro_f1 or loss")
         if self.intensity_loss_weight < 0:
             raise UsageError(f"--intensity_loss_weight {self.intensity_loss_weight}: a loss weight, at least 0")
         if self.length_grouping_batches and self.balanced_sampling:
@@ -392,6 +450,25 @@ class SERTrainingArguments(TrainingArguments):
                 self.use_cpu = True
         super().__post_init__()
         self._fit_dataloader_to_machine()
+
+    def _check_dimensional(self):
+        """Refuse what only an emotion classifier has (classes, their scores), and select on CCC, not UA."""
+        for flag, on in (("--probe", self.probe), ("--temperature_scaling", self.temperature_scaling),
+                         ("--balanced_sampling", self.balanced_sampling),
+                         ("--class_weighting", self.class_weighting != "none")):
+            if on:
+                raise UsageError(f"{flag} is for emotion classes; --task dimensional regresses arousal, dominance and "
+                                 f"valence: drop {flag}")
+        if self.plateau_metric in _CLASS_METRICS:
+            raise UsageError(f"--plateau_metric {self.plateau_metric} scores classes: with --task dimensional use ccc "
+                             "or loss")
+        metric = (self.metric_for_best_model or "").removeprefix("eval_")
+        if metric in _CLASS_METRICS or metric.startswith("recall_"):
+            logger.info("--task dimensional: metric_for_best_model %s -> ccc (mean CCC over the dimensions; %s "
+                        "scores emotion classes)", metric, metric)
+            self.metric_for_best_model = "ccc"
+        elif (metric == "mse" or metric.startswith("mse_")) and self.greater_is_better is None:
+            self.greater_is_better = False  # the Trainer would take any name not ending in "loss" as higher-is-better
 
     def _fit_dataloader_to_machine(self):
         # More decoding workers than cores only adds contention (and torch warns about it at every epoch);
@@ -503,7 +580,27 @@ def parse_config(config_path=None, argv=None, single_fold=True, prog=None):
     model_args, data_args, training_args = _parse((ModelArguments, DataArguments, SERTrainingArguments), config_path,
                                                   argv, prog=prog)
     check_folds(data_args, single_fold)
+    check_task(model_args, data_args, training_args)
     return model_args, data_args, training_args
+
+
+def check_task(model_args, data_args, training_args):
+    """Refuse settings of one dataclass that the task of another cannot honour (`--task dimensional`).
+
+    Raises:
+        UsageError: pseudo-labels or `--init_head_from` with --task dimensional, or `--dimension_range` without it.
+    """
+    if training_args.task != "dimensional":
+        if data_args.dimension_range is not None:
+            raise UsageError("--dimension_range scales the ratings of --task dimensional: add --task dimensional or "
+                             "drop --dimension_range")
+        return
+    if data_args.unlabeled_dir or data_args.pseudo_pool_fold is not None:
+        raise UsageError("pseudo-labels keep the clips whose top class score passes --pseudo_threshold; a --task "
+                         "dimensional model has no classes: drop --unlabeled_dir / --pseudo_pool_fold")
+    if model_args.init_head_from:
+        raise UsageError("--init_head_from starts from a --probe's emotion head, and --task dimensional has a "
+                         "regression head (and no probe): drop --init_head_from")
 
 
 def parse_data_config(config_path=None, argv=None, defaults=None):
@@ -545,12 +642,12 @@ def _parse(dataclass_types, config_path, argv, defaults=None, prog=None):
         raise UsageError(str(err)) from None
 
 
-# The Trainer fields a recipe user sets most; `--help_all` lists the other ~110.
+# The Trainer fields a recipe user sets most (resuming is ser_hf's --resume); `--help_all` lists the other ~110.
 _COMMON_TRAINER_FIELDS = (
     "output_dir", "learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
     "gradient_accumulation_steps", "per_device_eval_batch_size", "lr_scheduler_type", "warmup_steps", "weight_decay",
     "bf16", "fp16", "eval_strategy", "save_strategy", "save_total_limit", "load_best_model_at_end",
-    "metric_for_best_model", "dataloader_num_workers", "seed", "resume_from_checkpoint", "report_to", "push_to_hub",
+    "metric_for_best_model", "dataloader_num_workers", "seed", "report_to", "push_to_hub",
     "hub_model_id",
 )
 

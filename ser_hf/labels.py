@@ -1,5 +1,8 @@
 """Label sets. Their order is fixed by code so that two runs always agree on label ids."""
 
+# The dimensional ratings (`--task dimensional`), in id order (a regression model's id2label).
+DIMENSIONS = ("arousal", "dominance", "valence")
+
 # RAVDESS emotion codes 01..08, in code order.
 RAVDESS_EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
 

@@ -292,3 +292,160 @@ def evaluate(argv):
     return evaluate_model(args.model, saved_run_data_args(args.model, args.config, overrides), split=args.split,
                           output_dir=args.output_dir, batch_size=args.batch_size,
                           allow_seen_speakers=args.allow_seen_speakers)
+
+
+# ---- the released layouts of the benchmark corpora, generated (none can be downloaded here) ----
+
+IEMOCAP_CODES = {"neu": 0, "ang": 1, "sad": 2, "hap": 3, "exc": 3}  # exc is merged into happy
+
+
+def make_iemocap_tree(root, per_code=1, nested=True, sessions=(1, 2, 3, 4, 5)):
+    """`IEMOCAP_full_release/` (inside `root` when `nested`) as the release lays it out, with its quirks.
+
+    Each session's two actors say `per_code` utterances of neu, ang, sad, hap and exc, in an improvised and a
+    scripted dialog (the scripted names carry a take like 1b), plus one fru and one xxx utterance that the 4-class
+    task leaves out. EmoEvaluation/ also holds annotator lines, a macOS `._` shadow file and the Categorical/ and
+    Attribute/ folders, none of which are labels. The ratings are [V, A, D] on 1-5.
+
+    Returns:
+        The release folder.
+    """
+    release = root / "IEMOCAP_full_release" if nested else root
+    for session in sessions:
+        evaluation = release / f"Session{session}" / "dialog" / "EmoEvaluation"
+        evaluation.mkdir(parents=True, exist_ok=True)
+        for dialog_kind, dialog in (("impro", f"Ses0{session}F_impro01"), ("script", f"Ses0{session}M_script01_1b")):
+            lines, turn = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""], 0
+            codes = [*(code for code in IEMOCAP_CODES for _ in range(per_code)), "fru", "xxx"]
+            for gender in ("F", "M"):
+                for code in codes:
+                    name = f"{dialog}_{gender}{turn:03d}"
+                    turn += 1
+                    tone = 150 + 60 * IEMOCAP_CODES.get(code, 4) + (20 if gender == "M" else 0)
+                    write_tone(release / f"Session{session}" / "sentences" / "wav" / dialog / f"{name}.wav", 0.5,
+                               tone, seed=session * 1000 + turn)
+                    arousal = 1.5 + IEMOCAP_CODES.get(code, 1)
+                    lines += [f"[{turn:.4f} - {turn + 0.5:.4f}]\t{name}\t{code}\t[2.5000, {arousal:.4f}, 3.0000]",
+                              f"C-E1:\t{code};\t()", f"A-E2:\tval 3; act {int(arousal)}; dom  3;\t()", ""]
+            (evaluation / f"{dialog}.txt").write_text("\n".join(lines) + "\n")
+            (evaluation / f"._{dialog}.txt").write_bytes(b"\x00\x05\x16\x07 mac metadata")
+        for other in ("Categorical", "Attribute"):
+            (evaluation / other).mkdir(exist_ok=True)
+            (evaluation / other / f"Ses0{session}F_impro01_e1_cat.txt").write_text(
+                f"[0.1000 - 0.5000]\tSes0{session}F_impro01_F000\tsad\t[1.0000, 1.0000, 1.0000]\n")
+    return release
+
+
+MSP_CODES = ("N", "H", "S", "A", "U", "F", "D", "C")
+
+
+def make_msp_podcast_tree(root, old_layout=False):
+    """An MSP-Podcast release: Labels/labels_consensus.csv + Audios/ (or the older label/labels_concensus.json +
+    Audio/), one segment per code per speaker in Train (speakers 1-3), Development (4), Test1 (5) and Test2 (6),
+    plus O and X segments the 8-class task leaves out and one Train segment of SpkrID "Unknown".
+
+    Returns:
+        {split name as the release writes it: [file names]} of the kept segments.
+    """
+    audio = root / ("Audio" if old_layout else "Audios")
+    records, kept = [], {}
+    splits = {"Train": (1, 2, 3), "Development": (4,), "Test1": (5,), "Test2": (6,)}
+    for split, speakers in splits.items():
+        for speaker in speakers:
+            for k, code in enumerate([*MSP_CODES, "O", "X"]):
+                name = f"MSP-PODCAST_{speaker:04d}_{k:04d}.wav"
+                write_tone(audio / name, 0.5, 150 + 40 * k, seed=speaker * 100 + k)
+                records.append({"FileName": name, "EmoClass": code, "EmoAct": 1 + k % 7, "EmoVal": 4.0,
+                                "EmoDom": 3.5, "SpkrID": str(speaker), "Gender": "Female" if speaker % 2 else "Male",
+                                "Split_Set": split})
+                if code in MSP_CODES:
+                    kept.setdefault(split, []).append(name)
+    write_tone(audio / "MSP-PODCAST_9999_0001.wav", 0.5, 300, seed=9)
+    records.append({"FileName": "MSP-PODCAST_9999_0001.wav", "EmoClass": "N", "EmoAct": 4, "EmoVal": 4, "EmoDom": 4,
+                    "SpkrID": "Unknown", "Gender": "Unknown", "Split_Set": "Train"})
+    kept["Train"].append("MSP-PODCAST_9999_0001.wav")
+    if old_layout:
+        labels = root / "label" / "labels_concensus.json"
+        labels.parent.mkdir(parents=True)
+        labels.write_text(json.dumps({r["FileName"]: {k: v for k, v in r.items() if k != "FileName"} for r in records}))
+    else:
+        labels = root / "Labels" / "labels_consensus.csv"
+        labels.parent.mkdir(parents=True)
+        with labels.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(records[0]))
+            writer.writeheader()
+            writer.writerows(records)
+    return kept
+
+
+EMODB_LETTERS = "WLEAFTN"
+
+
+def make_emodb_tree(root, speakers=("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"), texts=("a01", "b02")):
+    """EmoDB's wav/ folder: one clip per speaker, text and emotion letter (03a01Fa.wav ...), plus the release's other
+    folders' files that are not clips.
+
+    Returns:
+        The wav/ folder.
+    """
+    wav = root / "wav"
+    for s, speaker in enumerate(speakers):
+        for t, text in enumerate(texts):
+            for e, letter in enumerate(EMODB_LETTERS):
+                write_tone(wav / f"{speaker}{text}{letter}{'ab'[t]}.wav", 0.5, 150 + 50 * e, seed=100 * s + 10 * t + e)
+    (root / "lablaut").mkdir(parents=True, exist_ok=True)
+    (root / "lablaut" / "03a01Fa.lablaut").write_text("phone labels, not audio")
+    (root / "wav" / "._03a01Fa.wav").write_bytes(b"\x00\x05\x16\x07")
+    return wav
+
+
+# EmoBox's label_map.json of the generated corpus: its raw codes -> EmoBox's labels; a code whose case differs from the
+# jsonl lines' (Neutral / neutral) as in some of EmoBox's maps.
+EMOBOX_CODES = {"ang": "Angry", "Neutral": "Neutral", "sad": "Sad"}
+
+
+def make_emobox_tree(root, dataset="mycorpus", folds=(("sp1", "sp2", "sp3"), ("sp4", "sp5", "sp6")), per_code=2,
+                     overlap=False):
+    """An EmoBox checkout's layout for one corpus: `root/downloads/<dataset>/<speaker>/*.wav` and
+    `root/data/<dataset>/` with label_map.json, data.seg.wrd.stm (speakers) and fold_<n>/<dataset>_{train,test}_fold_<n>.jsonl,
+    each fold testing on its speakers and training on the others. Also: one PAVOQUE-style line (a start_time /
+    end_time segment of a 3 s recording, speaker sp6, in every fold's files where sp6 is), and an old-format
+    `<dataset>_train_fold1.jsonl` in fold_1 that is not JSON (it must not be read). `overlap`: fold_1's test file
+    also holds one clip of a training speaker (as EmoBox's random folds do).
+
+    Returns:
+        (EmoBox root = --data_dir, data/<dataset> = --emobox_dir, {key: (speaker, code)} of every utterance)
+    """
+    utterances, lines, stm = {}, {}, []
+    speakers = [s for fold in folds for s in fold]
+    for s, speaker in enumerate(speakers):
+        for c, code in enumerate(EMOBOX_CODES):
+            for i in range(per_code):
+                key = f"{speaker}_{code.lower()}_{i}"
+                wav = f"downloads/{dataset}/{speaker}/{key}.wav"
+                write_tone(root / wav, 0.5, 150 + 80 * c, seed=100 * s + 10 * c + i)
+                utterances[key] = (speaker, code)
+                lines[key] = {"key": key, "dataset": dataset, "wav": wav, "type": "raw", "sample_rate": SAMPLE_RATE,
+                              "length": 0.5, "task": "category", "emo": code.lower(), "channel": 1}
+                stm.append(f"{key} 1 {speaker} 0.00 0.50 <o,f0,female> words")
+    long_wav = f"downloads/{dataset}/long/recording.wav"
+    write_tone(root / long_wav, 3.0, 230, seed=7)
+    lines["recording_seg"] = {"key": "recording_seg", "wav": long_wav, "emo": "ang", "start_time": 0.5, "end_time": 1.5,
+                              "sample_rate": SAMPLE_RATE, "channel": 1}
+    utterances["recording_seg"] = (speakers[-1], "ang")
+    stm.append(f"recording_seg 1 {speakers[-1]} 0.50 1.50 <o,f0,female> words")
+    data = root / "data" / dataset
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "label_map.json").write_text(json.dumps(EMOBOX_CODES))
+    (data / "data.seg.wrd.stm").write_text("\n".join(stm) + "\n")
+    for n, test_speakers in enumerate(folds, start=1):
+        fold = data / f"fold_{n}"
+        fold.mkdir(exist_ok=True)
+        test = [k for k, (speaker, _) in utterances.items() if speaker in test_speakers]
+        train = [k for k in utterances if k not in test]
+        if overlap and n == 1:
+            test.append(train.pop(0))
+        for split, keys in (("train", train), ("test", test)):
+            (fold / f"{dataset}_{split}_fold_{n}.jsonl").write_text("".join(json.dumps(lines[k]) + "\n" for k in keys))
+    (data / "fold_1" / f"{dataset}_train_fold1.jsonl").write_text("the old format: not read\n")
+    return root, data, utterances

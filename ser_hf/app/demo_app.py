@@ -4,6 +4,7 @@ What the app shows is what `predict.py` gives: the label and scores come from `c
 the file, windows of 10 s for longer files), and a file it cannot classify shows the same one-line reason as
 predict's ERROR row (with the server's upload folder left out of the path). A file longer than one timeline
 window also gets its emotion timeline (`emotion_timeline`, drawn under the waveform) and a table of its windows.
+A `--task dimensional` model's file shows its arousal, dominance and valence as three bars (and no timeline).
 
     demo = build_app(load_classifier("outputs/demo"), examples=demo_examples("outputs/demo"))
     demo.launch(server_name="127.0.0.1")
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ser_hf.app.examples import example_label
 from ser_hf.data.audio import decode_16k_mono
-from ser_hf.inference.classify import classify_file
+from ser_hf.inference.classify import classify_file, regression_outputs
 from ser_hf.inference.timeline import OVERLAP_SECONDS, SILENCE_DBFS, WINDOW_SECONDS, emotion_timeline
 from ser_hf.reporting.plots import plot_waveform
 from ser_hf.reporting.timeline_report import save_timeline
@@ -53,6 +54,8 @@ def analyse_file(classifier, path, work_dir, top_k=3, window_seconds=WINDOW_SECO
         dict: message (Markdown: the top emotion, or why the file cannot be classified), scores ({label: score}
         of the top_k, or None), image (PNG path: waveform, with the timeline under it for a long file; None on
         error), windows (timeline rows for the table; [] without a timeline), row (`classify_file`'s row).
+        A `--task dimensional` model's message gives its three values, `scores` holds them held to [0, 1] (the
+        bars), and there is no timeline.
     """
     path, name = str(path), Path(path).name
     row = classify_file(classifier, path, top_k=top_k)
@@ -62,8 +65,10 @@ def analyse_file(classifier, path, work_dir, top_k=3, window_seconds=WINDOW_SECO
         return {"message": f"**Cannot classify {name}**: {error}", "scores": None, "image": None, "windows": [],
                 "row": row}
     over = f" (mean over {row['chunks']} windows of 10 s)" if row["chunks"] > 1 else ""
-    message = f"Top emotion: **{row['label']}** {row['score']:.3f}{over}"
     work_dir = Path(work_dir)
+    if row.get("dimensions"):  # a --task dimensional model: its three values, no classes (and no timeline)
+        return _dimensional_result(row, path, name, work_dir, over)
+    message = f"Top emotion: **{row['label']}** {row['score']:.3f}{over}"
     windows = []
     if row["seconds"] > window_seconds:
         timeline = emotion_timeline(classifier, path, window_seconds, overlap_seconds, silence_dbfs)
@@ -75,6 +80,18 @@ def analyse_file(classifier, path, work_dir, top_k=3, window_seconds=WINDOW_SECO
         image = plot_waveform(decode_16k_mono(path), work_dir / f"{Path(name).stem}_waveform.png", title=name)
     scores = {label: score for label, score in row["top_k"]}
     return {"message": message, "scores": scores, "image": str(image), "windows": windows, "row": row}
+
+
+def _dimensional_result(row, path, name, work_dir, over):
+    """What the app shows for a regression model's file: each value in the message, as bars, and the waveform.
+
+    The bars (gr.Label's confidences) are the values held to [0, 1]; the message gives them as the model does.
+    """
+    values = row["dimensions"]
+    message = " · ".join(f"{dim} **{value:.2f}**" for dim, value in values.items()) + f" (0-1 scale{over})"
+    image = plot_waveform(decode_16k_mono(path), work_dir / f"{Path(name).stem}_waveform.png", title=name)
+    scores = {dim: min(1.0, max(0.0, value)) for dim, value in values.items()}
+    return {"message": message, "scores": scores, "image": str(image), "windows": [], "row": row}
 
 
 def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, overlap_seconds=OVERLAP_SECONDS,
@@ -92,6 +109,7 @@ def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, o
     """
     import gradio as gr
 
+    outputs = regression_outputs(classifier)  # a --task dimensional model: its values as bars, no timeline
     work = Path(tempfile.mkdtemp(prefix="ser_hf_app_"))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
 
@@ -105,9 +123,13 @@ def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, o
                                                                             visible=bool(shown["windows"]))
 
     with gr.Blocks(title=title, analytics_enabled=False, delete_cache=(CACHE_SECONDS, CACHE_SECONDS)) as demo:
-        gr.Markdown(f"# {title}\nUpload or record speech: the model's top emotions, the waveform and, for a file "
-                    f"longer than {window_seconds:g} s, an emotion timeline ({window_seconds:g} s windows every "
-                    f"{window_seconds - overlap_seconds:g} s; quiet windows are marked silence).")
+        if outputs:
+            gr.Markdown(f"# {title}\nUpload or record speech: the model's {', '.join(outputs)} (each on a 0-1 scale; a "
+                        "long file's mean over 10 s windows) and the waveform.")
+        else:
+            gr.Markdown(f"# {title}\nUpload or record speech: the model's top emotions, the waveform and, for a file "
+                        f"longer than {window_seconds:g} s, an emotion timeline ({window_seconds:g} s windows every "
+                        f"{window_seconds - overlap_seconds:g} s; quiet windows are marked silence).")
         with gr.Row():
             with gr.Column():
                 audio = gr.Audio(sources=["upload", "microphone"], type="filepath", label="Speech")
@@ -116,7 +138,8 @@ def build_app(classifier, examples=(), top_k=3, window_seconds=WINDOW_SECONDS, o
                                 example_labels=[example_label(p) for p in examples])
             with gr.Column():
                 message = gr.Markdown(elem_id=RESULT_ID)
-                scores = gr.Label(num_top_classes=top_k, label="Top emotions")
+                scores = gr.Label(num_top_classes=len(outputs) if outputs else top_k,
+                                  label=f"{', '.join(outputs)} (0-1)" if outputs else "Top emotions")
         image = gr.Image(type="filepath", label="Waveform and emotion timeline", interactive=False)
         table = gr.Dataframe(headers=TABLE_HEADERS, label="Timeline windows", visible=False, interactive=False)
         audio.change(run, inputs=audio, outputs=[message, scores, image, table])

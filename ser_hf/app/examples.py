@@ -46,6 +46,8 @@ def _held_out_clips(model_dir, data_dir):
     except (OSError, ValueError):
         return []
     root = Path(data_dir or recorded.get("data_dir") or "")
+    if rows and "true" not in rows[0]:  # a --task dimensional run (true_<dimension> columns): no emotions to spread
+        return [root / row["path"] for row in rows if (root / row["path"]).is_file()]
     first = {}
     for row in rows:
         clip = root / row["path"]

@@ -2,14 +2,17 @@
 
 Usage:
     python recipes/benchmark.py [--device cpu|cuda] [--config CONFIG ...] [--steps 3] [--output bench.json]
+    python recipes/benchmark.py --scale 1000 3000 10000   # only: how the one-time data work grows with the corpus
     bash run.sh bench [same options]
 
 Every row is measured in this one process, so the ratios hold on a noisy machine; what each section measures is
 `ser_hf.experiments.benchmark`.
 """
 
+import json
 import logging
 import sys
+from pathlib import Path
 
 from ser_hf.commands.options import CommandParser
 from ser_hf.console import command
@@ -33,6 +36,10 @@ def build_parser(prog=None):
                         help="clips run through the encoder for the probe's cache (its per-clip cost)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("data", "train", "probe", "infer", "onnx"),
                         help="sections to leave out (onnx: the ONNX fp32/int8 rows of the inference section)")
+    parser.add_argument("--scale", nargs="+", type=int, default=None, metavar="CLIPS",
+                        help="instead of the sections above: scan, audio cache and probe cache at these corpus sizes, "
+                        "each in a fresh process (ser_hf.experiments.scale)")
+    parser.add_argument("--scale_dir", default="data/bench_scale", help="the generated corpus of --scale (reused)")
     parser.add_argument("--output", default="bench.json")
     return parser
 
@@ -41,9 +48,16 @@ def build_parser(prog=None):
 def main(argv=None, prog="recipes/benchmark.py"):
     parser = build_parser(prog)
     args = parser.parse_args(argv)
+    shown = " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
+    if args.scale:
+        from ser_hf.experiments.scale import measure_scale, scale_markdown
+
+        report = {"command": shown, "scale": measure_scale(args.scale, args.scale_dir)}
+        print(scale_markdown(report["scale"], project_hours=100))
+        Path(args.output).write_text(json.dumps(report, indent=2))
+        return 0
     from ser_hf.experiments.benchmark import run_benchmark  # parsed: now the training stack
 
-    shown = " ".join([prog, *(argv if argv is not None else sys.argv[1:])])
     run_benchmark(args, shown, generate_data=args.data_dir == parser.get_default("data_dir"))
     return 0
 

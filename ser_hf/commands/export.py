@@ -58,15 +58,19 @@ def main(argv=None, prog=None):
     return 0
 
 
+def _agreement(parity):
+    # A --task dimensional model's outputs are its values: there is no top label to agree on.
+    if parity.get("regression"):
+        return f"max |value difference| {parity['max_abs_logit_diff']:.1e}"
+    return (f"max |logit difference| {parity['max_abs_logit_diff']:.1e}, top labels agree on "
+            f"{parity['labels_agree']:.0%}")
+
+
 def _summary(report, out):
-    fp32 = report["fp32"]
     lines = [f"wrote {out} ({', '.join(f'{name} {mb} MB' for name, mb in report['files'].items())})",
-             f"parity on {report['clips']}: max |logit difference| {fp32['max_abs_logit_diff']:.1e}, top labels "
-             f"agree on {fp32['labels_agree']:.0%}"]
+             f"parity on {report['clips']}: {_agreement(report['fp32'])}"]
     if "int8" in report:
-        int8 = report["int8"]
-        lines.append(f"int8: max |logit difference| {int8['max_abs_logit_diff']:.1e}, top labels agree on "
-                     f"{int8['labels_agree']:.0%}")
+        lines.append(f"int8: {_agreement(report['int8'])}")
     lines.append(f"report: {out / REPORT_FILE}")
     return "\n".join(lines)
 

@@ -8,6 +8,8 @@ Usage:
 Every file gets a row: a prediction, or an error saying why (unreadable, too short, NaN/Inf audio, ...).
 Files longer than --chunk_seconds are classified in overlapping windows and the probabilities averaged.
 A model trained with --task multitask (a local folder with intensity_head.safetensors) adds an intensity column.
+A --task dimensional model gives each file its arousal, dominance and valence (0-1) instead of emotions (the mean
+over the windows of a long file); --top_k does not apply and --timeline is refused.
 With --timeline DIR, each file also gets an emotion timeline (per-window predictions over time, the same window
 logic with shorter windows; quiet windows labelled "silence"): DIR/<stem>_timeline.csv, .json and .png.
 Exit status 0 when at least one file was classified, 1 when none was.
@@ -19,6 +21,7 @@ import time
 
 from ser_hf.commands.options import CommandParser, add_timeline_window_arguments
 from ser_hf.console import command
+from ser_hf.errors import UsageError
 from ser_hf.inference.windows import check_chunking
 
 
@@ -66,7 +69,7 @@ def main(argv=None, prog=None):
         parser.error(f"--timeline_seconds/--timeline_overlap: {err}")
 
     # Parsed and checked: only now the inference stack (torch, transformers) is imported.
-    from ser_hf.inference.classify import classify_files, collect_audio_files, load_classifier
+    from ser_hf.inference.classify import classify_files, collect_audio_files, load_classifier, regression_outputs
     from ser_hf.inference.intensity import add_intensity_to_rows
     from ser_hf.models.intensity_head import has_intensity_head, load_intensity_head
     from ser_hf.reporting.predictions import format_table, write_predictions
@@ -75,6 +78,9 @@ def main(argv=None, prog=None):
     if not files:
         parser.error(f"no audio files found in {args.inputs}")
     classifier = load_classifier(args.model, args.device, backend=args.backend, int8=args.int8)
+    if args.timeline and regression_outputs(classifier):
+        raise UsageError(f"--timeline draws the top emotion of each window; {args.model} is a --task dimensional "
+                         "model (arousal, dominance, valence values, no emotion classes): drop --timeline")
     start = time.perf_counter()
     rows = classify_files(classifier, files, top_k=args.top_k, chunk_seconds=args.chunk_seconds,
                           chunk_overlap=args.chunk_overlap, batch_size=args.batch_size)

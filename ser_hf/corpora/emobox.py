@@ -12,11 +12,14 @@ RAVDESS (speech, 24 actors x 60 clips): 6 folds of 4 actors, every actor in exac
 holds 240 clips. The folds are not gender-balanced (fold_2 is four actresses), unlike ser_hf's own folds.
 Read from emo-box/EmoBox, `data/ravdess/fold_<n>/ravdess_test_fold_<n>.jsonl`, at the commits in `RAVDESS_SOURCE`.
 
-CREMA-D has no EmoBox folds in this sense: `data/cremad/fold_1` (the only fold) is a single random 25 % of the
+IEMOCAP: EmoBox's 5 folds hold out one session each (fold_k tests on Session k), ser_hf's own IEMOCAP folds.
+
+CREMA-D (and EmoDB) have no EmoBox folds in this sense: `data/cremad/fold_1` (the only fold) is a single random 25 % of the
 files, stratified by emotion (`write_folds`'s fallback when the speakers' emotion counts are not all equal), with
 actors on both sides (e.g. actor 1004: 1004_TSI_ANG_XX in test, 1004_DFA_ANG_XX in train). That is a list of about
 1,860 file names drawn by `random.sample` in the order `os.walk` happened to give, not a compact rule, and not
-speaker-independent; ser_hf refuses it rather than copy it.
+speaker-independent; `--fold_scheme emobox` refuses it rather than copy it, and `--corpus emobox` reads EmoBox's own
+files for any corpus (`ser_hf.corpora.emobox_data`), saying when a fold is not speaker-independent.
 """
 
 from __future__ import annotations
@@ -41,16 +44,26 @@ RAVDESS_SOURCE = (
 _RAVDESS_TEST_ACTORS = ((1, 11, 20, 21), (4, 10, 12, 14), (8, 9, 19, 23), (3, 5, 7, 24), (2, 15, 16, 18),
                         (6, 13, 17, 22))
 
+# IEMOCAP: EmoBox's fold_<k> tests on session k (data/iemocap/fold_<k>/iemocap_test_fold_<k>.jsonl: 1085 / 1023 /
+# 1151 / 1031 / 1241 utterances), the same leave-one-session-out folds as ser_hf's own, in its speaker ids.
+_IEMOCAP_SESSIONS = tuple((f"Ses0{k}F", f"Ses0{k}M") for k in range(1, 6))
+
 # --corpus name -> the test speakers of each EmoBox fold, in ser_hf's speaker ids.
 EMOBOX_FOLDS = MappingProxyType({
     "ravdess": tuple(tuple(f"Actor_{actor:02d}" for actor in fold) for fold in _RAVDESS_TEST_ACTORS),
+    "iemocap": _IEMOCAP_SESSIONS,
 })
 
 # Corpora we load for which EmoBox publishes a split that ser_hf does not take, and why (one line each).
 _REFUSED = MappingProxyType({
+    "emodb": "EmoBox's EmoDB folds (data/emodb/fold_1..5) are random splits of the files with all 10 speakers in "
+             "every test file (e.g. fold_1 tests on speakers 03, 08, ..., 16 and trains on the same): not speaker "
+             "folds; use the default --fold_scheme ser_hf (5 folds of 2 speakers), or run EmoBox's own files, NOT "
+             "speaker-independent, with bash run.sh emobox --emobox_dir EmoBox/data/emodb",
     "cremad": "EmoBox's CREMA-D split (data/cremad/fold_1, its only fold) is one random 25 % of the files, "
               "stratified by emotion, with the same actors in train and test: not speaker folds but a list of "
-              "~1,860 files, which ser_hf does not reproduce (use the default --fold_scheme ser_hf)",
+              "~1,860 files; use the default --fold_scheme ser_hf, or run EmoBox's own file, NOT speaker-independent, "
+              "with bash run.sh emobox --emobox_dir EmoBox/data/cremad",
 })
 
 

@@ -66,6 +66,19 @@ def walk_files(root, skip_dirs=()):
             yield Path(dirpath) / filename
 
 
+class Rows(list):
+    """A loader's metadata rows, and what it left out by label (counted, for the data report and the card).
+
+    Attributes:
+        excluded: {why: clips} of the corpus's clips that carry no label of the task, e.g. IEMOCAP's
+            {"fru (not one of the 4 classes)": 1849}; empty when nothing was left out.
+    """
+
+    def __init__(self, rows=(), excluded=None):
+        super().__init__(rows)
+        self.excluded = dict(excluded or {})
+
+
 class SkippedFiles:
     """The files a corpus loader skipped, counted per category with a few examples.
 

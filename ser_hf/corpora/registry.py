@@ -21,7 +21,24 @@ from ser_hf.corpora.cremad import (
     cremad_labels,
     load_cremad,
 )
+from ser_hf.corpora.emobox_data import label_names as emobox_label_names
+from ser_hf.corpora.emobox_data import load_emobox, load_emobox_fold
+from ser_hf.corpora.emodb import EMODB_LABELS, EMODB_LICENSE, prepare_emodb
+from ser_hf.corpora.iemocap import (
+    IEMOCAP_DIMENSION_RANGE,
+    IEMOCAP_LABELS,
+    IEMOCAP_LICENSE,
+    SESSIONS,
+    load_iemocap,
+    session_folds,
+)
 from ser_hf.corpora.manifest import hub_dataset_rows, labels_from_rows, load_audiofolder, load_manifest
+from ser_hf.corpora.msp_podcast import (
+    MSP_PODCAST_DIMENSION_RANGE,
+    MSP_PODCAST_LABELS,
+    MSP_PODCAST_LICENSE,
+    load_msp_podcast,
+)
 from ser_hf.corpora.ravdess import (
     RAVDESS_DEFAULT_LABEL_SET,
     RAVDESS_LABEL_SETS,
@@ -55,6 +72,19 @@ class CorpusSpec:
         load: `load(data_args) -> (rows, label_names)`: finds, downloads or generates the corpus and returns its
             metadata rows (dicts with at least "path" and "label", and "speaker"/"gender" where known) and the
             label names in id order.
+        dimension_range: (low, high) of the corpus's arousal / valence / dominance ratings, which its rows carry
+            as floats under `ser_hf.labels.DIMENSIONS` (IEMOCAP (1, 5), MSP-Podcast (1, 7)); None for a corpus
+            without them (a manifest's range is `--dimension_range`).
+        folds: `folds(rows) -> [[speaker, ...], ...]`, the corpus's own speaker folds (IEMOCAP: one session each),
+            used instead of ser_hf's gender-balanced folds; None for the latter.
+        n_folds: how many `folds` gives (a run's --n_folds must say the same); None without own folds.
+        held_out: what the held-out fold of a run is by default (`--held_out_split`): "validation" (it selects the
+            checkpoint and is reported) or "test" (reported only; the next fold selects).
+        official_splits: the rows carry the release's own split (`split`: train, validation, test[, test2,
+            test3]), which every run uses instead of folds (MSP-Podcast).
+        protocol: one sentence the model card gives on the corpus's evaluation protocol and its published numbers.
+        fold_splits: `fold_splits(data_args, fold) -> {"train", "test"[, "validation"]}: rows`, for a corpus whose
+            folds are lists of files rather than speakers (EmoBox's jsonl files); None otherwise.
     """
 
     name: str
@@ -66,6 +96,13 @@ class CorpusSpec:
     load: Callable[[Any], tuple[list[dict], list[str]]]
     default_label_set: str | None = None
     emotion_label_set: str | None = None
+    dimension_range: tuple[float, float] | None = None
+    folds: Callable[[list[dict]], list[list[str]]] | None = None
+    n_folds: int | None = None
+    held_out: str = "validation"
+    official_splits: bool = False
+    protocol: str | None = None
+    fold_splits: Callable[[Any, int], dict] | None = None
 
     def __post_init__(self):
         if (self.label_sets is None) != (self.default_label_set is None):
@@ -169,6 +206,26 @@ def _load_hub(data_args) -> tuple[list[dict], list[str]]:
     )
 
 
+def _load_iemocap(data_args) -> tuple[list[dict], list[str]]:
+    return load_iemocap(data_args.data_dir), list(IEMOCAP_LABELS)
+
+
+def _load_msp_podcast(data_args) -> tuple[list[dict], list[str]]:
+    return load_msp_podcast(data_args.data_dir), list(MSP_PODCAST_LABELS)
+
+
+def _load_emodb(data_args) -> tuple[list[dict], list[str]]:
+    return prepare_emodb(data_args.data_dir, download=data_args.download), list(EMODB_LABELS)
+
+
+def _load_emobox(data_args) -> tuple[list[dict], list[str]]:
+    return load_emobox(data_args.emobox_dir, data_args.data_dir), emobox_label_names(data_args.emobox_dir)
+
+
+def _emobox_fold(data_args, fold) -> dict:
+    return load_emobox_fold(data_args.emobox_dir, data_args.data_dir, fold)
+
+
 _ACTED_SPEECH = (
     "Emotions acted on fixed sentences are not spontaneous emotional speech: how the model does on natural "
     "conversation, on other languages and accents, or under other recording conditions is not measured here."
@@ -224,6 +281,75 @@ _SPECS = (
             + _ACTED_SPEECH
         ),
         load=_load_cremad,
+    ),
+    CorpusSpec(
+        name="iemocap",
+        display_name="IEMOCAP",
+        license=IEMOCAP_LICENSE,
+        default_data_dir=None,
+        label_sets=None,
+        limitations=(
+            "Trained and evaluated on IEMOCAP: 10 actors (5 female, 5 male) of US English in 5 sessions of dyadic "
+            "conversation, scripted and improvised, in a studio. The standard 4-class task (neutral, angry, sad, "
+            "happy with excited merged into happy) keeps 5531 of the ~10k utterances: those whose annotators agreed "
+            "on one of these classes; frustration, surprise, fear, disgust and the utterances without agreement "
+            "are left out, so the task is easier than the conversations it comes from. " + _ACTED_SPEECH
+        ),
+        load=_load_iemocap,
+        dimension_range=IEMOCAP_DIMENSION_RANGE,
+        folds=session_folds,
+        n_folds=SESSIONS,
+        held_out="test",
+        protocol=(
+            "Leave one session out (the SUPERB / s3prl / EmoBox protocol): each fold holds out one session's two "
+            "actors as the test split, which takes no part in training or selection; the next session's actors "
+            "are the validation split that selects the checkpoint, and the other three sessions train."
+        ),
+    ),
+    CorpusSpec(
+        name="msp_podcast",
+        display_name="MSP-Podcast",
+        license=MSP_PODCAST_LICENSE,
+        default_data_dir=None,
+        label_sets=None,
+        limitations=(
+            "Trained and evaluated on MSP-Podcast: segments of English podcasts, natural (not acted) speech labelled "
+            "by crowd-sourced listeners, with many more neutral than emotional segments; O (other) and X (no "
+            "agreement) segments are left out. Speakers marked Unknown may appear in more than one split."
+        ),
+        load=_load_msp_podcast,
+        dimension_range=MSP_PODCAST_DIMENSION_RANGE,
+        official_splits=True,
+        protocol=(
+            "The release's own splits: Train trains, Development selects the checkpoint, Test1 (and Test2 / Test3 "
+            "where the release has them) are reported, each on its own."
+        ),
+    ),
+    CorpusSpec(
+        name="emodb",
+        display_name="EmoDB (Berlin Database of Emotional Speech)",
+        license=EMODB_LICENSE,
+        default_data_dir="data/emodb",
+        label_sets=None,
+        limitations=(
+            "Trained and evaluated on EmoDB: 10 German actors (5 female, 5 male) saying 10 fixed everyday sentences "
+            "in 7 acted emotions, in an anechoic chamber; 535 utterances that listeners recognised well. "
+            + _ACTED_SPEECH
+        ),
+        load=_load_emodb,
+    ),
+    CorpusSpec(
+        name="emobox",
+        display_name="EmoBox corpus (EmoBox's own fold files)",
+        license=USER_CORPUS_LICENSE,
+        default_data_dir=None,
+        label_sets=None,
+        limitations=None,
+        load=_load_emobox,
+        held_out="test",
+        fold_splits=_emobox_fold,
+        protocol=("EmoBox's own folds (github.com/emo-box/EmoBox): each fold trains on its train file and is scored "
+                  "on its test file, which takes no part in selection."),
     ),
     CorpusSpec(
         name="manifest",

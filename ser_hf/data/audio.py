@@ -109,7 +109,9 @@ class AudioTransform:
             arrays = [self.augment(array, SAMPLE_RATE) for array in arrays]
         features = self.feature_extractor(arrays, sampling_rate=SAMPLE_RATE)
         input_name = self.feature_extractor.model_input_names[0]
-        output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": batch["label"]}
+        # Class ids, or (--task dimensional) each clip's [arousal, dominance, valence] in [0, 1].
+        labels = batch["dimensions"] if "dimensions" in batch else batch["label"]
+        output = {input_name: [np.asarray(x, dtype=np.float32) for x in features[input_name]], "labels": labels}
         if "length" in batch:
             output["length"] = batch["length"]
         if "intensity_label" in batch:  # --task multitask; -100 where a clip has no intensity

@@ -5,12 +5,16 @@ competes with the model for the same cores, every epoch, every fold. The arrays 
 `Audio(sampling_rate=16_000)` column gave before (torchcodec's resampler, channels averaged), so training is
 unchanged; augmentation stays on the fly.
 
+A clip whose decoded samples are all whole multiples of 1/32768 (a 16-bit file at 16 kHz, mono or with equal
+channels: IEMOCAP, MSP-Podcast, EmoDB, CREMA-D) is stored as int16 and read back as exactly the same float32: half
+the disk and page cache. Any other clip (resampled, e.g. RAVDESS's 48 kHz, or 24-bit) stays float32.
+
 An entry's name holds the file's absolute path (hashed), size and modification time, the keys of the audio scan's
 cache: a file that changes gets a new entry, and the stale one is deleted when the new one is written.
 
     cache = DecodedAudioCache(Path(data_dir) / AUDIO_CACHE_DIRNAME)
     cache.fill(paths)                    # decodes what is missing, in parallel
-    array = cache.load(paths[0])         # a read-only memory map
+    array = cache.load(paths[0])         # float32: a read-only memory map, or a copy of an int16 entry
 """
 
 import hashlib
@@ -27,9 +31,20 @@ AUDIO_CACHE_DIRNAME = ".ser_hf_audio_cache"
 _VERSION = 1  # bump when decode_16k_mono changes, so that old arrays are not reused
 
 
+_PCM16 = 32768.0  # a 16-bit sample k decodes to k / 32768, exactly, in float32
+
+
+def compact(array):
+    """int16 when it holds `array` exactly (every sample k / 32768 with k a 16-bit integer), else `array`."""
+    scaled = array * np.float32(_PCM16)  # exact: a power of two
+    if scaled.size and np.array_equal(np.rint(scaled), scaled) and scaled.min() >= -_PCM16 and scaled.max() < _PCM16:
+        return scaled.astype(np.int16)
+    return array
+
+
 def _write_entry(args):
     path, target = args
-    array = decode_16k_mono(path)
+    array = compact(decode_16k_mono(path))
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     with open(tmp, "wb") as handle:
         np.save(handle, array)
@@ -86,11 +101,13 @@ class DecodedAudioCache:
         return len(todo)
 
     def load(self, path):
-        """The decoded clip, memory-mapped read-only (decoded now when `fill` has not seen the file)."""
+        """The decoded clip as float32, exactly what `decode_16k_mono` gives (decoded now when `fill` has not seen
+        the file): a read-only memory map of a float32 entry, a float32 copy of an int16 one."""
         target = self.entry(path)
         try:
-            return np.load(target, mmap_mode="r")
+            array = np.load(target, mmap_mode="r")
         except FileNotFoundError:
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             _write_entry((str(path), target))
-            return np.load(target, mmap_mode="r")
+            array = np.load(target, mmap_mode="r")
+        return array.astype(np.float32) / np.float32(_PCM16) if array.dtype == np.int16 else array

@@ -17,6 +17,9 @@ class AudioCollator:
     Whisper's encoder ignores one and pools over the padding too, and the pipeline passes none: what the model sees
     here, batched or not, is what it sees in the pipeline.
 
+    Labels are class ids (a long tensor of the batch's size) or, for `--task dimensional`, three floats per clip
+    (a float32 tensor of batch x 3).
+
     Args:
         input_name: the model's input name ("input_values" for wav2vec2-like encoders, "input_features" for Whisper).
         pad_to_seconds: pad every batch of waveforms to this length ('max_length' padding); None pads to the longest
@@ -34,7 +37,9 @@ class AudioCollator:
             batch = {self.input_name: self._stack(features)}
         else:
             batch = self._pad(features)
-        if "labels" in features[0]:
+        if "labels" in features[0] and np.ndim(features[0]["labels"]) == 1:  # --task dimensional: batch x 3 floats
+            batch["labels"] = torch.tensor(np.asarray([f["labels"] for f in features], dtype=np.float32))
+        elif "labels" in features[0]:
             batch["labels"] = torch.tensor([int(f["labels"]) for f in features], dtype=torch.long)
         if "intensity_labels" in features[0]:
             batch["intensity_labels"] = torch.tensor([int(f["intensity_labels"]) for f in features], dtype=torch.long)

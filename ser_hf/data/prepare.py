@@ -27,6 +27,7 @@ from ser_hf.corpora.registry import manifest_columns
 from ser_hf.data.audio import SAMPLE_RATE, AudioTransform, audio_duration_seconds, decode_16k_mono
 from ser_hf.data.audio_cache import AUDIO_CACHE_DIRNAME, DecodedAudioCache
 from ser_hf.data.augment import build_augmentation
+from ser_hf.data.dimensions import TARGET_KEY, rows_with_targets
 from ser_hf.data.scan import (
     data_report,
     partition_rows,
@@ -37,6 +38,7 @@ from ser_hf.data.scan import (
 )
 from ser_hf.data.splits import describe_split, speaker_folds, split_by_fold, stratified_split
 from ser_hf.errors import UsageError, count
+from ser_hf.labels import DIMENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -56,15 +58,15 @@ def resolve_data_args(data_args):
             --fold_scheme emobox does not fit the corpus or the fold settings.
     """
     spec = get_corpus(data_args.corpus)
-    _check_fold_scheme(data_args)
-    for name in ("manifest", "train_manifest", "validation_manifest", "test_manifest"):
-        path = getattr(data_args, name)
-        if path and not Path(path).is_file():
-            raise UsageError(f"--{name} {path}: no such file")
+    if data_args.corpus == "emobox" and not data_args.emobox_dir:
+        raise UsageError("--corpus emobox needs --emobox_dir EmoBox/data/<dataset>, EmoBox's folder of the corpus "
+                         "(--data_dir, the folder its wav paths start from, is by default two folders up)")
     data_dir = data_args.data_dir
     manifest = data_args.manifest or data_args.train_manifest
     if data_dir is None and manifest:
         data_dir = str(Path(manifest).parent)
+    elif data_dir is None and data_args.corpus == "emobox":  # EmoBox's wav paths are relative to its checkout
+        data_dir = str(Path(data_args.emobox_dir).resolve().parent.parent)
     elif data_dir is None and data_args.corpus == "hub":
         data_dir = str(Path("data/hub") / data_args.dataset_name.replace("/", "__"))
     elif data_dir is None:
@@ -77,7 +79,58 @@ def resolve_data_args(data_args):
         labels = spec.resolve_label_set(data_args.labels) if spec.label_sets is not None else None
     except ValueError as err:
         raise UsageError(str(err)) from None
-    return dataclasses.replace(data_args, data_dir=data_dir, labels=labels)
+    # Official splits have no held-out fold; a fold corpus's held-out fold is validation or test.
+    held_out = None if spec.official_splits else data_args.held_out_split or spec.held_out
+    n_folds = data_args.n_folds
+    if spec.fold_splits is not None:  # EmoBox's files: as many folds as it publishes, each scored on its test file
+        n_folds, held_out = _file_fold_count(data_args), "test"
+    _check_protocol(data_args, spec, held_out)
+    _check_fold_scheme(data_args)
+    for name in ("manifest", "train_manifest", "validation_manifest", "test_manifest"):
+        path = getattr(data_args, name)
+        if path and not Path(path).is_file():
+            raise UsageError(f"--{name} {path}: no such file")
+    resolved = dataclasses.replace(data_args, data_dir=data_dir, labels=labels, held_out_split=held_out,
+                                   n_folds=n_folds)
+    if spec.fold_splits is not None and not 0 <= resolved.fold < n_folds:
+        raise UsageError(f"--fold {resolved.fold}: EmoBox has {n_folds} folds for this corpus (0..{n_folds - 1})")
+    return resolved
+
+
+def _file_fold_count(data_args):
+    from ser_hf.corpora.emobox_data import fold_numbers
+
+    if data_args.fold_scheme == "emobox" or data_args.test_fold is not None or data_args.pseudo_pool_fold is not None:
+        raise UsageError("--corpus emobox runs EmoBox's own fold files: drop --fold_scheme, --test_fold and "
+                         "--pseudo_pool_fold")
+    return len(fold_numbers(data_args.emobox_dir))
+
+
+def _check_protocol(data_args, spec, held_out):
+    """Refuse fold settings the corpus's protocol does not have, before any data work."""
+    if spec.official_splits:
+        for name, value in (("fold_scheme", data_args.fold_scheme != "ser_hf"), ("test_fold", data_args.test_fold),
+                            ("pseudo_pool_fold", data_args.pseudo_pool_fold),
+                            ("held_out_split", data_args.held_out_split == "test")):
+            if value not in (None, False):
+                raise UsageError(f"--{name}: {spec.display_name} is evaluated on its release's own splits (train, "
+                                 "development, test sets), not on folds; drop it")
+        return
+    if spec.n_folds is not None and data_args.fold_scheme == "ser_hf" and data_args.n_folds != spec.n_folds:
+        raise UsageError(f"{spec.display_name} has {spec.n_folds} folds of its own (one session each): set "
+                         f"--n_folds {spec.n_folds}")
+    if held_out == "test":
+        if data_args.test_fold is not None:
+            raise UsageError("--test_fold with --held_out_split test: the held-out fold (--fold) is the test split "
+                             "already, and the next fold the validation split; drop --test_fold")
+        if data_args.pseudo_pool_fold is not None:
+            raise UsageError("--pseudo_pool_fold with --held_out_split test is not supported: use the default "
+                             "--held_out_split validation")
+
+
+def validation_fold(data_args):
+    """The fold that selects the checkpoint: --fold itself, or with --held_out_split test the next one."""
+    return (data_args.fold + 1) % data_args.n_folds if data_args.held_out_split == "test" else data_args.fold
 
 
 def _check_fold_scheme(data_args):
@@ -121,6 +174,7 @@ class PreparedSplits:
             "validation (fold 0: Actor_01, ...)".
         protocol: one sentence on how the split was made.
         speaker_independent: no speaker has clips in two splits, and every clip's speaker is known.
+        excluded: {why: clips} the corpus loader left out by label (IEMOCAP's frustrated, MSP-Podcast's O / X).
     """
 
     splits: dict
@@ -128,6 +182,7 @@ class PreparedSplits:
     split_names: dict
     protocol: str
     speaker_independent: bool
+    excluded: dict = dataclasses.field(default_factory=dict)
 
     @property
     def split_name(self):
@@ -141,7 +196,7 @@ def _speaker_independent(splits):
     return known and sum(len(s) for s in speakers) == len(set().union(*speakers))
 
 
-def prepare_splits(data_args, corpus=None):
+def prepare_splits(data_args, corpus=None, task="emotion"):
     """Load the corpus and split it, speaker-independently whenever speakers are known.
 
     - Known corpora and manifests with a speaker column: `n_folds` folds of speakers (gender-balanced where
@@ -154,11 +209,14 @@ def prepare_splits(data_args, corpus=None):
         data_args: `DataArguments`.
         corpus: `load_corpus(data_args)` when the caller already has it (one load for every fold of a
             cross-validation); loaded here otherwise.
+        task: `--task`; "dimensional" gives every row its scaled targets (`ser_hf.data.dimensions`), the label
+            names are `DIMENSIONS`, and the checks of emotion labels (at least 2, each in training) do not apply.
 
     Returns:
         `PreparedSplits`.
     """
     data_args = resolve_data_args(data_args)  # a no-op for the commands, which resolved them at start
+    emotions = task != "dimensional"
     if data_args.train_manifest:
         splits = load_user_splits(train=data_args.train_manifest, validation=data_args.validation_manifest,
                                   test=data_args.test_manifest, **manifest_columns(data_args))
@@ -167,20 +225,107 @@ def prepare_splits(data_args, corpus=None):
         names = {"validation": f"validation ({data_args.validation_manifest})"}
         if data_args.test_manifest:
             names["test"] = f"test ({data_args.test_manifest})"
-        check_label_count([row for rows in splits.values() for row in rows], data_args.train_manifest)
-        return PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol, _speaker_independent(splits))
+        if emotions:
+            check_label_count([row for rows in splits.values() for row in rows], data_args.train_manifest)
+        return _for_task(PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol,
+                                        _speaker_independent(splits)), data_args, task)
     rows, label_names = corpus or load_corpus(data_args)
-    check_label_count(rows, _corpus_source(data_args))
-    if all(row.get("speaker") for row in rows):
+    if emotions:
+        check_label_count(rows, _corpus_source(data_args))
+    spec = get_corpus(data_args.corpus)
+    if spec.official_splits:
+        splits, names, protocol = _official_split(rows, spec)
+    elif spec.fold_splits is not None:
+        splits, names, protocol = _file_fold_split(spec.fold_splits(data_args, data_args.fold), data_args)
+    elif all(row.get("speaker") for row in rows):
         splits, names, protocol = _fold_split(rows, data_args)
     else:
         splits = stratified_split(rows, eval_fraction=1 / data_args.n_folds, seed=data_args.fold_seed or 0)
         names = {"validation": "validation (stratified, speakers unknown: may leak)"}
         protocol = ("Stratified by class, NOT speaker-independent: the corpus has no speaker column, so the same "
                     "voices may be in training and evaluation and the scores may be optimistic.")
-    logger.info("Split:\n%s", describe_split(splits) if "speaker" in rows[0] else {k: len(v) for k, v in splits.items()})
-    check_training_labels(splits, label_names)
-    return PreparedSplits(splits, label_names, names, protocol, _speaker_independent(splits))
+    known_speakers = all(row.get("speaker") for row in rows)
+    logger.info("Split:\n%s", describe_split(splits) if known_speakers else {k: len(v) for k, v in splits.items()})
+    if emotions:
+        check_training_labels(splits, label_names)
+    if spec.protocol:
+        protocol = f"{spec.protocol} {protocol}"
+    return _for_task(PreparedSplits(splits, label_names, names, protocol, _speaker_independent(splits),
+                                    excluded=getattr(rows, "excluded", {})), data_args, task)
+
+
+def _for_task(prepared, data_args, task):
+    """--task dimensional: every row with its scaled targets (refusing a missing or bad rating), DIMENSIONS as names."""
+    if task != "dimensional":
+        return prepared
+    splits = {name: rows_with_targets(rows, data_args, getattr(data_args, f"{name}_manifest", None)
+                                      or _corpus_source(data_args))
+              for name, rows in prepared.splits.items()}
+    return dataclasses.replace(prepared, splits=splits, label_names=list(DIMENSIONS))
+
+
+def _file_fold_split(splits, data_args):
+    """A fold given as files (train, test[, validation]); without a validation file, the validation split is taken
+    from the training file: whole speakers when they are known (a tenth of them, at least one), else a stratified
+    tenth of the clips. The test file takes no part in selection.
+
+    Returns:
+        (splits, names, the protocol sentence)
+    """
+    fold_name = f"EmoBox fold_{data_args.fold + 1}"
+    names = {"test": f"test ({fold_name}'s test file)"}
+    if "validation" in splits:
+        names["validation"] = f"validation ({fold_name}'s valid file)"
+        carved = "its valid file selects the checkpoint"
+    else:
+        train = splits["train"]
+        known = sorted({row["speaker"] for row in train if row.get("speaker")}, key=str)
+        if known and all(row.get("speaker") for row in train) and len(known) >= 2:
+            count = max(1, round(len(known) / 10))
+            chosen = set(known[::len(known) // count][:count])  # evenly spaced in sorted order: deterministic
+            splits = {**splits, "train": [r for r in train if r["speaker"] not in chosen],
+                      "validation": [r for r in train if r["speaker"] in chosen]}
+            carved = f"the validation split is {len(chosen)} of its {len(known)} training speakers ({', '.join(sorted(chosen))})"
+        else:
+            split = stratified_split(train, eval_fraction=0.1, seed=0)
+            splits = {**splits, "train": split["train"], "validation": split["validation"]}
+            carved = "the validation split is a stratified tenth of its training clips (speakers unknown)"
+        names["validation"] = "validation (from the fold's train file)"
+    splits = {name: splits[name] for name in ("train", "validation", "test")}
+    independent = _speaker_independent(splits)
+    protocol = (f"{fold_name}: trained on its train file, {carved}; scored on its test file. "
+                + ("No speaker appears in two splits." if independent else
+                   "NOT speaker-independent: EmoBox's fold puts the same speakers on both sides, or speakers are "
+                   "unknown, so the scores may be optimistic."))
+    if not independent:
+        logger.warning("%s is NOT speaker-independent (the same or unknown speakers in training and test): its "
+                       "scores may be optimistic", fold_name)
+    return splits, names, protocol
+
+
+def _official_split(rows, spec):
+    """The release's own split (rows' `split`), as MSP-Podcast defines it.
+
+    Raises:
+        UsageError: the rows have no training or no validation clips.
+    """
+    splits = {}
+    for row in rows:
+        splits.setdefault(row["split"], []).append(row)
+    for needed in ("train", "validation"):
+        if not splits.get(needed):
+            raise UsageError(f"{spec.display_name}: no {needed} clips in the release's split (have "
+                             f"{', '.join(sorted(splits)) or 'none'})")
+    order = ["train", "validation", "test", "test2", "test3"]
+    splits = {name: splits[name] for name in order if name in splits}
+    names = {name: f"{name} (the release's {release})" for name, release in
+             (("validation", "Development set"), ("test", "Test1"), ("test2", "Test2"), ("test3", "Test3"))
+             if name in splits}
+    unknown = sum(1 for row in rows if not row.get("speaker"))
+    protocol = (f"{unknown} clips have no known speaker, so no split can be called speaker-independent."
+                if unknown else "No speaker appears in two splits." if _speaker_independent(splits) else
+                "Some speakers appear in two splits.")
+    return splits, names, protocol
 
 
 def _corpus_source(data_args):
@@ -233,12 +378,21 @@ def _fold_split(rows, data_args):
         folds = emobox_folds(data_args.corpus)
         scheme = (f"EmoBox folds, the {len(folds)} folds of speakers EmoBox published ({EMOBOX_REPOSITORY}, "
                   f"data/{data_args.corpus}/fold_*)")
+    elif get_corpus(data_args.corpus).folds is not None:
+        folds = get_corpus(data_args.corpus).folds(rows)
+        if len(folds) != data_args.n_folds:
+            raise UsageError(f"{get_corpus(data_args.corpus).display_name} in {data_args.data_dir} gives {len(folds)} "
+                             f"folds, not {data_args.n_folds}: is a session missing?")
+        scheme = f"the corpus's own {len(folds)} folds"
     else:
         speaker_to_gender = {row["speaker"]: row.get("gender") or "unknown" for row in rows}
         folds = speaker_folds(speaker_to_gender, n_folds=data_args.n_folds, seed=data_args.fold_seed)
         scheme = f"{data_args.n_folds} folds of speakers"
+    as_test = data_args.held_out_split == "test"
+    validation, test = (validation_fold(data_args), data_args.fold) if as_test else (data_args.fold,
+                                                                                      data_args.test_fold)
     # split_by_fold refuses any speaker in two splits, and any speaker in no fold.
-    splits = split_by_fold(rows, folds, eval_fold=data_args.fold, test_fold=data_args.test_fold)
+    splits = split_by_fold(rows, folds, eval_fold=validation, test_fold=test)
     pool = data_args.pseudo_pool_fold
     if pool is not None:  # its speakers' audio is the pseudo-label pool (ser_hf/data/pseudo_pool.py), never labeled
         splits["train"] = [row for row in splits["train"] if row["speaker"] not in set(folds[pool])]
@@ -246,11 +400,11 @@ def _fold_split(rows, data_args):
     def fold_name(k):  # EmoBox numbers its fold folders from 1
         return f"fold {k} = EmoBox {emobox_fold_name(k)}" if emobox else f"fold {k}"
 
-    held_out = {"validation": data_args.fold, "test": data_args.test_fold}
+    held_out = {"validation": validation, "test": test}
     names = {split: f"{split} ({fold_name(k)}: {', '.join(folds[k])})"
              for split, k in held_out.items() if k is not None}
-    protocol = (f"Speaker-independent: {scheme}, {fold_name(data_args.fold)} held out for validation"
-                + (f", {fold_name(data_args.test_fold)} for test" if data_args.test_fold is not None else "")
+    protocol = (f"Speaker-independent: {scheme}, {fold_name(validation)} held out for validation"
+                + (f", {fold_name(test)} for test" if test is not None else "")
                 + (f", {fold_name(pool)} left out of labeled training (its audio, without labels, is the "
                    "pseudo-label pool)" if pool is not None else "")
                 + "; no speaker appears in two splits.")
@@ -296,7 +450,7 @@ def cache_dir_for(data_args, report_dir):
     return data_dir if os.access(data_dir, os.W_OK) else Path(report_dir)
 
 
-def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
+def exclude_bad_audio(splits, data_args, report_dir, is_main=True, excluded_by_label=None):
     """Decode every file once and drop the ones training would choke on, with a report.
 
     Unreadable, empty, truncated, too short, non-finite, silent and suspiciously long files are excluded
@@ -310,6 +464,7 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
         data_args: `DataArguments` (data_dir, max_audio_seconds, scan_workers, strict).
         report_dir: where `data_report.json` goes (the run's output dir).
         is_main: whether this is the main process.
+        excluded_by_label: {why: clips} the corpus loader left out by label, recorded in the same report.
 
     Returns:
         (splits without the bad rows, report dict)
@@ -323,6 +478,8 @@ def exclude_bad_audio(splits, data_args, report_dir, is_main=True):
     for name, rows in splits.items():
         kept[name], excluded[name] = partition_rows(rows, results)
     report = data_report(excluded, notes_count=dict(notes))
+    if excluded_by_label:
+        report["excluded_by_label"] = dict(excluded_by_label)
     if is_main:
         if report["n_excluded"]:
             logger.warning("Audio scan excluded %s:\n%s", count(report["n_excluded"], "file"), report_markdown(report))
@@ -348,18 +505,24 @@ def to_dataset(rows, label2id, limit=None):
     Returns:
         A Dataset with columns path, speaker, label (id) and length (samples).
         Rows marked with an "intensity_label" id (`--task multitask`) add that column (-100: none).
+        Rows with scaled targets (`--task dimensional`, `ser_hf.data.dimensions`) have a "dimensions" column (three
+        floats per clip) instead of "label"; `label2id` is not used.
 
     Raises:
         ValueError: a row's label is not in `label2id`.
     """
     rows = rows[:limit] if limit else rows
-    unknown = sorted({row["label"] for row in rows} - set(label2id))
-    if unknown:
-        raise ValueError(f"labels {unknown} are not in the label set {list(label2id)}")
+    if rows and TARGET_KEY in rows[0]:  # --task dimensional: regression targets, no class
+        target = {TARGET_KEY: [[float(v) for v in row[TARGET_KEY]] for row in rows]}
+    else:
+        unknown = sorted({row["label"] for row in rows} - set(label2id))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not in the label set {list(label2id)}")
+        target = {"label": [label2id[row["label"]] for row in rows]}
     table = {
         "path": [row["path"] for row in rows],
         "speaker": [row.get("speaker") or "" for row in rows],
-        "label": [label2id[row["label"]] for row in rows],
+        **target,
         # The audio scan measured each kept clip; unscanned rows fall back to the file header.
         "length": [int((row.get("duration") or audio_duration_seconds(row["path"])) * SAMPLE_RATE) for row in rows],
     }
@@ -429,7 +592,8 @@ class PreparedData(PreparedSplits):
                               self.load_audio)
 
 
-def prepare_corpus(data_args, report_dir, corpus=None, prepared=None, keep=None, is_main=True, decode=True):
+def prepare_corpus(data_args, report_dir, corpus=None, prepared=None, keep=None, is_main=True, decode=True,
+                   task="emotion"):
     """The data of a run in one call: the corpus found, downloaded or generated, split speaker-independently,
     scanned (bad files reported and excluded before any training) and decoded once into the audio cache.
 
@@ -443,19 +607,24 @@ def prepare_corpus(data_args, report_dir, corpus=None, prepared=None, keep=None,
         is_main: the main process writes the scan report and logs it; the others reuse its cached scan.
         decode: fill the decoded-audio cache now (`data_args.audio_cache`); False for callers that read no audio
             through `load_audio` (the SVM baseline extracts its own features).
+        task: `--task` (see `prepare_splits`); a `prepared` given must have been made for the same task.
 
     Returns:
         `PreparedData`.
     """
     data_args = resolve_data_args(data_args)  # a no-op for the commands, which resolved them at start
-    prepared = prepared or prepare_splits(data_args, corpus)
+    prepared = prepared or prepare_splits(data_args, corpus, task=task)
     splits = {name: rows for name, rows in prepared.splits.items() if keep is None or name in keep}
-    before = class_counts(splits, prepared.label_names)
-    splits, report = exclude_bad_audio(splits, data_args, report_dir, is_main=is_main)
-    _check_classes_survived_the_scan(before, class_counts(splits, prepared.label_names), report_dir)
+    classes = task != "dimensional"  # a regression has no class that the scan could empty
+    before = class_counts(splits, prepared.label_names) if classes else None
+    splits, report = exclude_bad_audio(splits, data_args, report_dir, is_main=is_main,
+                                       excluded_by_label=prepared.excluded)
+    if classes:
+        _check_classes_survived_the_scan(before, class_counts(splits, prepared.label_names), report_dir)
     load_audio = audio_loader(splits, data_args, report_dir) if decode else decode_16k_mono
     return PreparedData(splits, prepared.label_names, prepared.split_names, prepared.protocol,
-                        prepared.speaker_independent, scan_report=report, load_audio=load_audio)
+                        prepared.speaker_independent, excluded=prepared.excluded, scan_report=report,
+                        load_audio=load_audio)
 
 
 def _check_classes_survived_the_scan(before, after, report_dir):

@@ -306,6 +306,9 @@ def report_markdown(report, max_files=20):
                   "Run with `--strict` to stop with an error instead of excluding bad files."]
     if report.get("notes"):
         lines += ["", "Kept but converted: " + ", ".join(f"{k}: {v}" for k, v in report["notes"].items()) + "."]
+    if report.get("excluded_by_label"):
+        lines += ["", "Left out by label (not a class of this task): "
+                  + ", ".join(f"{why}: {n}" for why, n in report["excluded_by_label"].items()) + "."]
     return "\n".join(lines)
 
 

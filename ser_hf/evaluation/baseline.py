@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.data.prepare import load_corpus, prepare_corpus
+from ser_hf.data.prepare import load_corpus, prepare_corpus, resolve_data_args
 from ser_hf.evaluation.metrics import compute_ser_metrics
 
 logger = logging.getLogger(__name__)
@@ -235,9 +235,10 @@ def svm_on_folds(data_args, folds, report_dir, workers=None, seed=0, corpus=None
     paths = sorted({row["path"] for splits in splits_by_fold.values() for rows in splits.values() for row in rows})
     features = dict(zip(paths, extract_all(paths, workers=workers)))
     results = {}
+    held = "test" if resolve_data_args(data_args).held_out_split == "test" else "validation"  # what the runs report
     for k, splits in splits_by_fold.items():
-        results[k] = evaluate_svm_fold(features, splits["train"], splits["validation"], label_names, seed=seed)
-        results[k]["eval_speakers"] = sorted({row["speaker"] for row in splits["validation"]})
+        results[k] = evaluate_svm_fold(features, splits["train"], splits[held], label_names, seed=seed)
+        results[k]["eval_speakers"] = sorted({row["speaker"] for row in splits[held]}, key=str)  # None: unknown
         logger.info("SVM baseline, fold %d: UA %.3f  WA %.3f  macro-F1 %.3f", k, results[k]["ua"], results[k]["wa"],
                     results[k]["macro_f1"])
     return results

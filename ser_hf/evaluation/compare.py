@@ -23,12 +23,13 @@ from ser_hf.evaluation.fold_summary import CV_RESULTS_FILE, fold_dir, mean_std
 DEFAULT_RESAMPLES = 2000
 
 
-def load_cv_run(root, split="validation"):
+def load_cv_run(root, split=None):
     """The per-clip predictions of every fold a finished cross-validation reported.
 
     Args:
         root: a `ser-hf cv` output dir.
-        split: which predictions file of each fold (validation: the fold's held-out speakers).
+        split: which predictions file of each fold; default the split the cross-validation reported (its held-out
+            fold: validation, or test under --held_out_split test).
 
     Returns:
         {"root", "labels", "folds": {fold: {"speakers": sorted list, "clips": {path: row}}}}.
@@ -42,6 +43,10 @@ def load_cv_run(root, split="validation"):
         raise UsageError(f"{results} not found: {root} is not a finished cross-validation (run `ser-hf cv CONFIG "
                          f"--output_dir {root}` to completion first)")
     report = json.loads(results.read_text())
+    if report.get("task") == "dimensional":  # its folds hold values, not labels to pair right against wrong
+        raise UsageError(f"{root} is a --task dimensional cross-validation: `ser-hf compare` pairs emotion labels; "
+                         f"compare CCC per fold in {root / 'crossval_results.md'}")
+    split = split or report.get("split", "validation")
     folds = {}
     for fold in (int(row["fold"]) for row in report["folds"]):
         path = fold_dir(root, fold) / f"predictions_{split}.csv"

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_hf.evaluation.calibration import calibration_from_rows, ece_from_bins, pool_bins
+from ser_hf.evaluation.dimensional import compute_dimensional_metrics, is_dimensional
 from ser_hf.evaluation.metrics import RESULTS_FILE, compute_ser_metrics_from_confusion
 from ser_hf.training.output_dir import finished_run
 
@@ -46,7 +47,11 @@ def mean_std(rows, metrics=METRICS):
 
 
 def collect_fold_results(root, folds, split="validation"):
-    """Each finished fold's metrics on `split` (from its ser_results.json), with the speakers it held out and its ECE."""
+    """Each finished fold's metrics on `split` (from its ser_results.json), with the speakers it held out and its ECE.
+
+    A `--task dimensional` fold has no ECE; it carries its clips' "true" and "predicted" values instead (from its
+    predictions CSV), which `summarize` pools.
+    """
     results = {}
     for k in folds:
         path = fold_dir(root, k)
@@ -56,6 +61,12 @@ def collect_fold_results(root, folds, split="validation"):
         with open(path / f"predictions_{split}.csv") as handle:
             rows = list(csv.DictReader(handle))
         speakers = sorted({row["speaker"] for row in rows})
+        if is_dimensional(metrics):
+            names = metrics["dimensions"]
+            values = {kind: [[float(row[f"{prefix}_{name}"]) for name in names] for row in rows]
+                      for kind, prefix in (("true", "true"), ("predicted", "pred"))}
+            results[k] = {**metrics, "speakers": speakers, "values": values}
+            continue
         # From the per-clip scores (the pipeline's), so folds written before ECE was recorded get it too.
         calibration = calibration_from_rows(rows)
         results[k] = {**metrics, "speakers": speakers, "ece": calibration.pop("ece"), "calibration": calibration}
@@ -78,12 +89,18 @@ def summarize(fold_results, label_names, baseline=None):
         has it, and `intensity` / `emotions` (`SIDE_SCORES`: folds, summary, pooled) when every fold has them.
     """
     folds = sorted(fold_results)
+    if all(is_dimensional(fold_results[k]) for k in folds):
+        return summarize_dimensional(fold_results)
     rows = [{"fold": k, "speakers": fold_results[k].get("speakers", []),
              "num_examples": int(fold_results[k]["num_examples"]),
              **{m: float(fold_results[k][m]) for m in METRICS}} for k in folds]
     pooled_cm = np.sum([fold_results[k]["confusion_matrix"] for k in folds], axis=0).astype(int).tolist()
     report = {"labels": list(label_names), "folds": rows, "summary": mean_std(rows),
               "pooled": compute_ser_metrics_from_confusion(pooled_cm, label_names)}
+    if all("macro_f1_union" in fold_results[k] for k in folds):  # EmoBox's macro-F1 (see ser_metrics.py)
+        for row in rows:
+            row["macro_f1_union"] = float(fold_results[row["fold"]]["macro_f1_union"])
+        report["summary"]["macro_f1_union"] = mean_std(rows, ("macro_f1_union",))["macro_f1_union"]
     if all("calibration" in fold_results[k] for k in folds):  # ECE per fold, mean +- std, and pooled bins
         for row in rows:
             row["ece"] = float(fold_results[row["fold"]]["ece"])
@@ -108,3 +125,37 @@ def _summarize_side_scores(per_fold):
     pooled_cm = np.sum([m["confusion_matrix"] for m in per_fold.values()], axis=0).astype(int).tolist()
     return {"labels": list(names), "folds": rows, "summary": mean_std(rows),
             "pooled": compute_ser_metrics_from_confusion(pooled_cm, names)}
+
+
+def dimensional_metrics(names):
+    """The scores a dimensional cross-validation summarises per fold: mean CCC, CCC per dimension, MSE."""
+    return ("ccc", *(f"ccc_{name}" for name in names), "mse")
+
+
+def summarize_dimensional(fold_results):
+    """`summarize` for `--task dimensional` folds: per-fold CCC and MSE, mean +- std, and the pooled scores.
+
+    Args:
+        fold_results: {fold: `compute_dimensional_metrics` + speakers + values ({"true", "predicted"}: the fold's
+            clips, from `collect_fold_results`)}.
+
+    Returns:
+        dict with `task` ("dimensional"), `labels` (the dimensions), `folds` (one row per fold, with its training-mean
+        baseline MSE when recorded), `summary` (mean/std of `dimensional_metrics`), `pooled` (the metrics of every
+        held-out clip scored together, each by the model that never heard its speaker).
+    """
+    folds = sorted(fold_results)
+    names = fold_results[folds[0]]["dimensions"]
+    metrics = dimensional_metrics(names)
+    rows = [{"fold": k, "speakers": fold_results[k].get("speakers", []),
+             "num_examples": int(fold_results[k]["num_examples"]),
+             **{m: float(fold_results[k][m]) for m in metrics},
+             **({"baseline_mse": float(fold_results[k]["baseline_mse"])} if "baseline_mse" in fold_results[k] else {})}
+            for k in folds]
+    true = np.concatenate([np.asarray(fold_results[k]["values"]["true"], dtype=float).reshape(-1, len(names))
+                           for k in folds])
+    predicted = np.concatenate([np.asarray(fold_results[k]["values"]["predicted"], dtype=float).reshape(-1, len(names))
+                                for k in folds])
+    summary = mean_std(rows, metrics + (("baseline_mse",) if all("baseline_mse" in r for r in rows) else ()))
+    return {"task": "dimensional", "labels": list(names), "folds": rows, "summary": summary,
+            "pooled": compute_dimensional_metrics(predicted, true, names)}

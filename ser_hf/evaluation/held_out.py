@@ -1,6 +1,7 @@
 """Predict held-out splits through the SERTrainer (the path a training run evaluates with) and score them.
 
-A trained output dir is loaded with `load_trained`; `evaluate_split` gives metrics and one row per clip.
+A trained output dir is loaded with `load_trained`; `evaluate_split` gives metrics and one row per clip
+(`evaluate_dimensional_split` for a `--task dimensional` regression model: its outputs as they are, no softmax).
 """
 
 from pathlib import Path
@@ -12,6 +13,7 @@ from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 from ser_hf.config import SERTrainingArguments
 from ser_hf.data.collator import AudioCollator
 from ser_hf.evaluation.calibration import calibration_summary
+from ser_hf.evaluation.dimensional import compute_dimensional_metrics
 from ser_hf.evaluation.metrics import compute_ser_metrics
 from ser_hf.models.encoders import uses_attention_mask
 from ser_hf.training.trainer import SERTrainer
@@ -81,3 +83,42 @@ def evaluate_split(trainer, dataset, label_names, split):
     """Predict a split: full SER metrics and one row per clip (see `score_probabilities`)."""
     probs, label_ids = predict_probabilities(trainer, dataset, split)
     return score_probabilities(probs, label_ids, dataset, label_names)
+
+
+def predict_values(trainer, dataset, split):
+    """A regression model's outputs and the targets of a split, in dataset order: two (clips, dimensions) arrays.
+
+    The outputs are the model's logits as they are, which is what `pipeline("audio-classification")` gives for a
+    model whose config says `problem_type: regression`.
+    """
+    output = trainer.predict(dataset, metric_key_prefix=split)
+    predictions = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return np.asarray(predictions, dtype=np.float32), np.asarray(output.label_ids, dtype=np.float32)
+
+
+def score_values(values, targets, dataset, names, train_mean=None):
+    """Dimensional metrics and one row per clip from predicted values (one model's, or an ensemble's mean).
+
+    Args:
+        values, targets: (clips, dimensions) arrays in dataset order.
+        dataset: the split's Dataset (its path and speaker columns).
+        names: the dimensions in column order.
+        train_mean: the training split's mean targets, for the baseline (`compute_dimensional_metrics`).
+
+    Returns:
+        (metrics: `compute_dimensional_metrics`; rows: path, speaker, true_<name> and pred_<name> per clip, in
+         dataset order, values rounded to 6 decimals)
+    """
+    metrics = compute_dimensional_metrics(values, targets, names, train_mean)
+    meta = dataset.with_format(None).select_columns(["path", "speaker"]).to_list()
+    rows = [{"path": m["path"], "speaker": m["speaker"],
+             **{f"true_{name}": round(float(t[k]), 6) for k, name in enumerate(names)},
+             **{f"pred_{name}": round(float(v[k]), 6) for k, name in enumerate(names)}}
+            for m, t, v in zip(meta, targets, values)]
+    return metrics, rows
+
+
+def evaluate_dimensional_split(trainer, dataset, names, split, train_mean=None):
+    """Predict a split with a regression model: dimensional metrics and one row per clip (see `score_values`)."""
+    values, targets = predict_values(trainer, dataset, split)
+    return score_values(values, targets, dataset, names, train_mean)

@@ -21,14 +21,23 @@ from pathlib import Path
 
 from ser_hf.config import parse_config
 from ser_hf.console import pop_option
-from ser_hf.data.prepare import load_corpus, prepare_corpus, resolve_data_args
+from ser_hf.data.dimensions import check_dimensional_data
+from ser_hf.data.prepare import load_corpus, prepare_corpus, prepare_splits, resolve_data_args
 from ser_hf.errors import UsageError
 from ser_hf.evaluation.baseline import svm_on_folds
+from ser_hf.evaluation.dimensional import compute_dimensional_metrics
 from ser_hf.evaluation.fold_summary import METRICS, collect_fold_results, fold_dir, fold_finished, mean_std, summarize
-from ser_hf.evaluation.held_out import load_trained, predict_probabilities, score_probabilities
+from ser_hf.evaluation.held_out import (
+    load_trained,
+    predict_probabilities,
+    predict_values,
+    score_probabilities,
+    score_values,
+)
 from ser_hf.evaluation.metrics import compute_ser_metrics
 from ser_hf.experiments.pseudo_labels import has_rounds_to_resume
 from ser_hf.reporting.crossval_report import write_crossval_report
+from ser_hf.reporting.dimensional_report import write_dimensional_predictions_csv
 from ser_hf.reporting.pseudo_report import pseudo_crossval_markdown, pseudo_crossval_summary
 from ser_hf.reporting.results import write_predictions_csv
 from ser_hf.training.checkpoints import latest_intact_checkpoint
@@ -123,8 +132,10 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None
     return {k: status[k] for k in folds}
 
 
-def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16):
+def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16, task="emotion"):
     """Average the fold models' class probabilities on the test fold that none of them trained or selected on.
+
+    With `task` "dimensional" the models' predicted values are averaged, and scored by CCC (`ensemble_values`).
 
     Args:
         model_dirs: finished fold output dirs, all trained with `--test_fold test_fold`.
@@ -139,7 +150,9 @@ def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16
     """
     other = next(k for k in range(data_args.n_folds) if k != test_fold)  # any validation fold: only "test" is used
     prepared = prepare_corpus(dataclasses.replace(data_args, fold=other, test_fold=test_fold), report_dir,
-                              keep=["test"])
+                              keep=["test"], task=task)
+    if task == "dimensional":
+        return ensemble_values(model_dirs, prepared, data_args, batch_size)
     total, singles, label_names = None, [], None
     for model_dir in model_dirs:
         with tempfile.TemporaryDirectory() as scratch:
@@ -158,6 +171,30 @@ def ensemble_on_test(model_dirs, data_args, test_fold, report_dir, batch_size=16
             "single_models": mean_std(singles), "ensemble": metrics}, rows
 
 
+def ensemble_values(model_dirs, prepared, data_args, batch_size=16):
+    """`ensemble_on_test` for regression models: the mean of the fold models' values on the prepared test split.
+
+    Returns:
+        ({"test_fold", "speakers", "models", "single_models": mean/std of each model's CCC and MSE, "ensemble":
+          dimensional metrics}, per-clip rows of the ensemble)
+    """
+    total, singles, names = None, [], None
+    for model_dir in model_dirs:
+        with tempfile.TemporaryDirectory() as scratch:
+            trainer, feature_extractor, own = load_trained(model_dir, scratch, batch_size)
+            if names not in (None, own):
+                raise ValueError(f"{model_dir} orders its outputs {own}, the others {names}")
+            names = own
+            test = prepared.datasets(trainer.model.config.label2id, feature_extractor, data_args)["test"]
+            values, targets = predict_values(trainer, test, "test")
+        singles.append({m: v for m, v in compute_dimensional_metrics(values, targets, names).items()
+                        if m in ("ccc", "mse")})
+        total = values if total is None else total + values
+    metrics, rows = score_values(total / len(model_dirs), targets, test, names)
+    return {"test_fold": data_args.test_fold, "speakers": sorted({row["speaker"] for row in rows}),
+            "models": len(model_dirs), "single_models": mean_std(singles, ("ccc", "mse")), "ensemble": metrics}, rows
+
+
 def _cached_svm(data_args, folds, root, corpus):
     """The SVM baseline of every fold, computed once per cross-validation root and kept in baseline_svm.json."""
     cached = root / "baseline_svm.json"
@@ -169,9 +206,9 @@ def _cached_svm(data_args, folds, root, corpus):
     return baseline
 
 
-def prepare_folds(data_args, root, corpus=None):
+def prepare_folds(data_args, root, corpus=None, task="emotion"):
     """Download or generate the corpus, scan it and decode it once, before folds that may run in parallel start:
-    each then only reads the scan and audio caches.
+    each then only reads the scan and audio caches (`task`: see `ser_hf.data.prepare.prepare_splits`).
 
     Returns:
         `PreparedData` of the first fold's split (every clip of the corpus is in one of its splits).
@@ -179,14 +216,15 @@ def prepare_folds(data_args, root, corpus=None):
     Raises:
         UsageError: the corpus has no speakers, so no fold could be speaker-independent.
     """
-    prepared = prepare_corpus(data_args, root, corpus=corpus)
-    if not prepared.speaker_independent:
+    prepared = prepare_corpus(data_args, root, corpus=corpus, task=task)
+    # EmoBox's folds are what they are (some put a speaker on both sides): run, and the report says so.
+    if not prepared.speaker_independent and data_args.corpus != "emobox":
         raise UsageError("the corpus has no speaker column: folds would not be speaker-independent (add speakers)")
     return prepared
 
 
 def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher=None, baseline=True, command=None,
-                 probe_args=None):
+                 probe_args=None, task="emotion"):
     """Train every unfinished fold, then write the cross-validation report.
 
     Args:
@@ -200,6 +238,7 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         command: the command line shown on the fold model cards.
         probe_args: (ModelArguments, SERTrainingArguments) of a `--probe true` cross-validation: the probe cache
             is filled here, once for every fold.
+        task: the folds' `--task`; "dimensional" reports CCC per fold (and no SVM: it is a classifier).
 
     Returns:
         (report dict, {fold: status}), or (None, status) when no fold finished.
@@ -209,27 +248,57 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
     """
     root.mkdir(parents=True, exist_ok=True)
     corpus = load_corpus(data_args)  # once: the splits here and the SVM's folds share it
-    prepared = prepare_folds(data_args, root, corpus)
+    prepared = prepare_folds(data_args, root, corpus, task=task)
+    if baseline and task == "dimensional":
+        logger.info("--task dimensional: no SVM baseline (a classifier); each fold reports the MSE of predicting its "
+                    "training mean instead")
+        baseline = False
     if probe_args is not None:  # every clip through the frozen encoder once, here: the folds only read the cache
         prefill_probe_cache(*probe_args, data_args, prepared.splits, prepared.label_names, prepared.load_audio, root)
     svm = _cached_svm(data_args, folds, root, corpus) if baseline else None
 
     status = run_folds(config, overrides, folds, root, parallel=parallel, launcher=launcher, command=command)
-    fold_results = collect_fold_results(root, folds)
+    # The split each fold reports: its held-out fold, which is the test split under --held_out_split test.
+    split = "test" if data_args.held_out_split == "test" else "validation"
+    fold_results = collect_fold_results(root, folds, split=split)
     if not fold_results:
         return None, status
     report = summarize(fold_results, prepared.label_names, svm)
-    report["status"] = status
+    report["status"], report["split"] = status, split
+    report["emobox_form"] = data_args.corpus == "emobox" or data_args.fold_scheme == "emobox"
+    if data_args.corpus == "emobox":
+        report["held_out_note"] = _emobox_note(data_args, fold_results, corpus)
+    elif split == "test":
+        report["held_out_note"] = ("Each fold's scores are on its held-out fold as the test split, which took no part "
+                                   "in training or selection; the next fold's speakers were the validation split that "
+                                   "selected the checkpoint.")
     if data_args.test_fold is not None:
         report["ensemble"], rows = ensemble_on_test([fold_dir(root, k) for k in fold_results], data_args,
-                                                    data_args.test_fold, root)
-        write_predictions_csv(rows, root / "ensemble_predictions_test.csv", data_args.data_dir)
+                                                    data_args.test_fold, root, task=task)
+        if task == "dimensional":
+            write_dimensional_predictions_csv(rows, root / "ensemble_predictions_test.csv", data_args.data_dir,
+                                              prepared.label_names)
+        else:
+            write_predictions_csv(rows, root / "ensemble_predictions_test.csv", data_args.data_dir)
     pseudo = pseudo_crossval_summary({k: fold_dir(root, k) for k in fold_results})
     if pseudo is not None:  # --unlabeled_dir / --pseudo_pool_fold: each fold's round 0 beside its final round
         report["pseudo_labels"] = pseudo
         (root / "pseudo_crossval.md").write_text(pseudo_crossval_markdown(pseudo) + "\n")
     write_crossval_report(root, report)
     return report, status
+
+
+def _emobox_note(data_args, folds, corpus):
+    """What EmoBox's folds held out and selected on, and which of them are not speaker-independent."""
+    note = ("Each fold is scored on EmoBox's test file, which took no part in training or selection; its valid file "
+            "or, without one, a tenth of its training speakers selected the checkpoint.")
+    leaking = [k for k in folds
+               if not prepare_splits(dataclasses.replace(data_args, fold=k), corpus).speaker_independent]
+    if leaking:
+        note += (f" NOT speaker-independent: EmoBox's fold{'s' if len(leaking) > 1 else ''} "
+                 f"{', '.join(f'fold_{k + 1}' for k in leaking)} put the same (or unknown) speakers in training and "
+                 "test, so these scores may be optimistic.")
+    return note
 
 
 def validation_folds(text, data_args):
@@ -279,6 +348,8 @@ def cross_validate(config, overrides, folds=None, parallel=1, launcher=None, bas
     # Every field is checked before hours of work; the config's own fold plays no part here.
     model_args, data_args, training_args = parse_config(config, overrides, single_fold=False)
     data_args = resolve_data_args(data_args)
+    if training_args.task == "dimensional":
+        check_dimensional_data(data_args)
     if data_args.train_manifest:
         raise UsageError("the config sets train_manifest; cross-validation holds out each speaker fold in turn")
     root = Path(root or f"{training_args.output_dir.rstrip('/')}_cv")
@@ -288,5 +359,6 @@ def cross_validate(config, overrides, folds=None, parallel=1, launcher=None, bas
         head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)
     report, status = run_crossval(config, overrides, data_args, chosen, root, parallel=parallel, launcher=launcher,
                                   baseline=baseline, command=command,
-                                  probe_args=(model_args, training_args) if training_args.probe else None)
+                                  probe_args=(model_args, training_args) if training_args.probe else None,
+                                  task=training_args.task)
     return report, status, root

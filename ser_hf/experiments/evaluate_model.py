@@ -9,7 +9,9 @@ run); a config and `--field value` overrides change it; speakers the model was t
 allowed (then every output says so). Writes to OUTPUT_DIR (default MODEL/evaluation): ser_results.json,
 predictions_<split>.csv, error_analysis_<split>.json, the confusion matrices and reliability_diagram_<split>.png.
 A `--task multitask` model's intensity head is scored too, and an emotion x intensity model (CREMA-D --labels 21,
-RAVDESS --labels 15) is also scored on its labels' emotions.
+RAVDESS --labels 15) is also scored on its labels' emotions. A `--task dimensional` model (config.json's problem_type
+regression) is scored by CCC per dimension, with predictions_<split>.csv of true and predicted values and
+dimensions_scatter_<split>.png instead of the confusion matrices.
 """
 
 import json
@@ -17,17 +19,26 @@ import logging
 import tempfile
 from pathlib import Path
 
+from transformers import AutoConfig
+
 from ser_hf.config import parse_data_config
 from ser_hf.corpora import get_corpus
+from ser_hf.data.dimensions import check_dimensional_data, target_mean
 from ser_hf.data.prepare import DATA_ARGS_FILE, prepare_corpus, prepare_splits, resolve_data_args
 from ser_hf.errors import UsageError
 from ser_hf.evaluation.emotion_collapse import add_collapsed_scores
-from ser_hf.evaluation.held_out import evaluate_split, load_trained
+from ser_hf.evaluation.held_out import evaluate_dimensional_split, evaluate_split, load_trained
 from ser_hf.evaluation.intensity import evaluate_intensity
 from ser_hf.evaluation.metrics import RESULTS_FILE
+from ser_hf.models.encoders import is_regression
 from ser_hf.models.intensity_head import has_intensity_head, load_intensity_head
+from ser_hf.reporting.dimensional_report import (
+    dimensional_results_table,
+    read_dimensional_predictions,
+    write_dimensional_predictions_csv,
+)
 from ser_hf.reporting.intensity_report import collapsed_emotions_summary_lines, intensity_summary_lines
-from ser_hf.reporting.plots import plot_confusion_matrix, plot_reliability_diagram
+from ser_hf.reporting.plots import plot_confusion_matrix, plot_dimension_scatter, plot_reliability_diagram
 from ser_hf.reporting.results import results_table, write_split_outputs
 from ser_hf.training.multitask import with_intensity_ids
 
@@ -60,7 +71,7 @@ def saved_run_data_args(model_dir, config=None, overrides=()):
     return resolve_data_args(parse_data_config(config, overrides, defaults))
 
 
-def _seen_speakers(model_dir, eval_splits, allowed):
+def _seen_speakers(model_dir, eval_splits, allowed, task="emotion"):
     """The evaluated speakers that the model was trained on, from its own data_args.json.
 
     Raises:
@@ -71,7 +82,7 @@ def _seen_speakers(model_dir, eval_splits, allowed):
         logger.warning("%s not found: cannot check that the evaluated speakers were unseen in training",
                        Path(model_dir) / DATA_ARGS_FILE)
         return []
-    own = prepare_splits(parse_data_config(None, [], saved))
+    own = prepare_splits(parse_data_config(None, [], saved), task=task)
     trained_on = {row.get("speaker") for row in own.splits["train"]}
     if None in trained_on or "" in trained_on:
         logger.warning("The model's corpus does not name every speaker: cannot check that the evaluated ones were "
@@ -106,15 +117,19 @@ def evaluate_model(model_dir, data_args, split="all", output_dir=None, batch_siz
     """
     model_dir = Path(model_dir)
     output_dir = Path(output_dir or model_dir / "evaluation")
-    split_made = prepare_splits(data_args)
+    # A --task dimensional model (config.json: problem_type regression) is scored on its ratings, by CCC.
+    task = "dimensional" if is_regression(AutoConfig.from_pretrained(model_dir)) else "emotion"
+    if task == "dimensional":
+        check_dimensional_data(data_args)
+    split_made = prepare_splits(data_args, task=task)
     split_name = split_made.split_name
     wanted = [s for s in split_made.splits if s != "train" and split in ("all", s)]
     if not wanted:
         held_out = [s for s in split_made.splits if s != "train"]
         raise UsageError(f"the data has no {split} split (held out: {held_out})")
     # Refused before the audio scan and decoding: a mistake costs a second, not a pass over the corpus.
-    seen = _seen_speakers(model_dir, {s: split_made.splits[s] for s in wanted}, allow_seen_speakers)
-    prepared = prepare_corpus(data_args, output_dir, prepared=split_made, keep=wanted)
+    seen = _seen_speakers(model_dir, {s: split_made.splits[s] for s in wanted}, allow_seen_speakers, task)
+    prepared = prepare_corpus(data_args, output_dir, prepared=split_made, keep=wanted, task=task)
     if seen:
         split_name += f" -- NOT speaker-independent: {len(seen)} speaker(s) heard in training ({', '.join(seen)})"
 
@@ -123,7 +138,10 @@ def evaluate_model(model_dir, data_args, split="all", output_dir=None, batch_siz
         label2id = trainer.model.config.label2id
         data = prepared.datasets(label2id, feature_extractor, data_args)
         results, predictions = {}, {}
-        for name in wanted:
+        if task == "dimensional":
+            results = _evaluate_dimensional(trainer, data, wanted, label_names, target_mean(split_made.splits["train"]),
+                                            output_dir, data_args)
+        for name in (wanted if task == "emotion" else []):
             results[name], rows = evaluate_split(trainer, data[name], label_names, name)
             predictions[name] = rows
             analysis = write_split_outputs(rows, label_names, name, output_dir, data_args.data_dir)
@@ -139,14 +157,33 @@ def evaluate_model(model_dir, data_args, split="all", output_dir=None, batch_siz
                                        with_intensity_ids(prepared.splits, head.names))
             for name, metrics in evaluate_intensity(trainer, head, marked).items():
                 results[name]["intensity"] = metrics
-    add_collapsed_scores(results, predictions, data_args.corpus, data_args.labels)  # emotion x intensity labels
+    if task == "emotion":
+        add_collapsed_scores(results, predictions, data_args.corpus, data_args.labels)  # emotion x intensity labels
     if seen:
         for metrics in results.values():
             metrics["seen_speakers"] = seen  # in every output, not only the log
     (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
-    print("\n".join([split_name, results_table(results, model_dir), *intensity_summary_lines(results),
-                     *collapsed_emotions_summary_lines(results)]))
+    table = (dimensional_results_table if task == "dimensional" else results_table)(results, model_dir)
+    print("\n".join([split_name, table, *intensity_summary_lines(results), *collapsed_emotions_summary_lines(results)]))
     print(f"wrote {output_dir}")
     return results
 
 
+
+
+def _evaluate_dimensional(trainer, data, wanted, names, train_mean, output_dir, data_args):
+    """A regression model's held-out splits: CCC beside the training mean's MSE, per-clip values, scatter plots.
+
+    Returns:
+        {split: `compute_dimensional_metrics`}
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in wanted:
+        results[name], rows = evaluate_dimensional_split(trainer, data[name], names, name, train_mean)
+        path = write_dimensional_predictions_csv(rows, output_dir / f"predictions_{name}.csv", data_args.data_dir,
+                                                 names)
+        _, true, predicted = read_dimensional_predictions(path, names)
+        plot_dimension_scatter(true, predicted, names, output_dir / f"dimensions_scatter_{name}.png",
+                               title=f"Predicted against true ({name}, {len(rows)} clips)")
+    return results

@@ -110,6 +110,9 @@ def run_search(config, overrides, settings, command):
     data_args = resolve_data_args(data_args)
     if data_args.train_manifest:
         raise UsageError("the config sets train_manifest; a search holds out each speaker fold in turn")
+    if training_args.task == "dimensional":  # its trials score UA (search_objectives.py)
+        raise UsageError("`ser-hf search` scores emotion classifiers by UA; it does not search --task dimensional "
+                         "(run `ser-hf cv` per setting, which reports CCC)")
     folds = validation_folds(settings.folds, data_args)
     for k in folds:  # --probe / --init_head_from checked now, for every fold
         head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)

@@ -7,7 +7,8 @@ probe's head) -> the SERTrainer's fine-tuning, or a linear probe on cached featu
 split evaluated as the pipeline would (`--temperature_scaling` folded in first) -> predictions, error analyses,
 plots and the model card in the output dir (pushed to the Hub when asked). With an unlabeled pool
 (`--unlabeled_dir`, `--pseudo_pool_fold`) the run is repeated in pseudo-labelling rounds
-(`ser_hf.experiments.pseudo_rounds`).
+(`ser_hf.experiments.pseudo_rounds`). `--task dimensional` regresses arousal, dominance and valence along the same
+steps: scored by CCC (`ser_hf.evaluation.dimensional`), reported by `ser_hf.reporting.dimensional_report`.
 """
 
 import dataclasses
@@ -17,16 +18,19 @@ import sys
 from pathlib import Path
 
 import datasets
+import numpy as np
 import transformers
 from transformers import EarlyStoppingCallback, set_seed
 
 from ser_hf.data.collator import AudioCollator
+from ser_hf.data.dimensions import check_dimensional_data, target_stats_markdown
 from ser_hf.data.prepare import DATA_ARGS_FILE, class_counts, class_counts_markdown, prepare_corpus, resolve_data_args
 from ser_hf.data.pseudo_pool import pseudo_labelling
 from ser_hf.data.scan import report_markdown
 from ser_hf.errors import UsageError
+from ser_hf.evaluation.dimensional import make_dimensional_compute_metrics
 from ser_hf.evaluation.emotion_collapse import add_collapsed_scores
-from ser_hf.evaluation.held_out import evaluate_split
+from ser_hf.evaluation.held_out import evaluate_dimensional_split, evaluate_split
 from ser_hf.evaluation.intensity import evaluate_intensity
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.evaluation.probe_analysis import agreement_with_cache, per_layer_scores
@@ -37,6 +41,12 @@ from ser_hf.labels import label_maps
 from ser_hf.models.encoders import build_model, check_model_available, check_padding_mode, uses_attention_mask
 from ser_hf.models.intensity_head import attach_intensity_head, load_intensity_head
 from ser_hf.models.probe_features import probe_cache
+from ser_hf.reporting.dimensional_report import (
+    dimension_scaling,
+    dimensional_results_table,
+    write_dimensional_predictions_csv,
+    write_dimensional_reports,
+)
 from ser_hf.reporting.hub import push_output_dir
 from ser_hf.reporting.intensity_report import (
     collapsed_emotions_card_section,
@@ -77,6 +87,8 @@ def run_training(model_args, data_args, training_args, command):
     data_args = resolve_data_args(data_args)
     if training_args.task == "multitask":
         check_multitask_data(data_args)
+    elif training_args.task == "dimensional":
+        check_dimensional_data(data_args)
     check_model_available(model_args)
     model_args = head_model_args(model_args, data_args, training_args)  # --probe / --init_head_from, checked now
     check_padding_mode(model_args, data_args)  # reads the model's config.json: still before any data work
@@ -139,8 +151,10 @@ def _run(model_args, data_args, training_args, resume, command, pseudo=None):
     splits = prepared.splits
     if pseudo is not None:  # a pseudo-labelling round (experiments/pseudo_rounds.py): confident pool clips join training
         splits = {**splits, "train": splits["train"] + pseudo.rows}
-    id2label, label2id = label_maps(prepared.label_names)
-    model, feature_extractor = build_model(model_args, id2label, label2id)
+    id2label, label2id = label_maps(prepared.label_names)  # --task dimensional: DIMENSIONS, one output each
+    dimensional = training_args.task == "dimensional"
+    model, feature_extractor = build_model(model_args, id2label, label2id,
+                                           problem_type="regression" if dimensional else None)
     if model_args.init_head_from:  # LP-FT: fine-tuning starts from a linear probe's head
         load_head(model, model_args.init_head_from)
     if training_args.bf16 and training_args.device.type == "cpu":
@@ -164,6 +178,9 @@ def _run(model_args, data_args, training_args, resume, command, pseudo=None):
         _fine_tune(trainer, preemption, resume, training_args)
 
     # ---- Evaluate every held-out split as the pipeline would, then report (main process) ----
+    if dimensional:  # a regression: its values as the pipeline gives them, CCC beside the training mean's error
+        return _evaluate_and_report_dimensional(trainer, data, prepared, model_args, data_args, training_args,
+                                                command, data_markdown, push_to_hub)
     results, predictions = {}, {}
     if training_args.temperature_scaling:  # fitted on validation, folded into the saved model, evaluated again
         results, predictions, _ = evaluate_with_temperature(trainer, data, prepared.label_names,
@@ -178,11 +195,51 @@ def _run(model_args, data_args, training_args, resume, command, pseudo=None):
         _report(trainer, results, predictions, prepared, model_args, data_args, training_args, command,
                 data_markdown, num_train=len(data["train"]), num_eval={s: len(data[s]) for s in results}, probe=probe,
                 pseudo=pseudo)
-        if push_to_hub:
-            url = push_output_dir(training_args.output_dir, training_args.hub_model_id or Path(training_args.output_dir).name,
-                                  private=bool(training_args.hub_private_repo), token=training_args.push_token)
-            logger.info("Pushed to %s", url)
+        _push(training_args, push_to_hub)
     return results
+
+
+def _push(training_args, push_to_hub):
+    if push_to_hub:
+        repo = training_args.hub_model_id or Path(training_args.output_dir).name
+        url = push_output_dir(training_args.output_dir, repo, private=bool(training_args.hub_private_repo),
+                              token=training_args.push_token)
+        logger.info("Pushed to %s", url)
+
+
+def _evaluate_and_report_dimensional(trainer, data, prepared, model_args, data_args, training_args, command,
+                                     data_markdown, push_to_hub):
+    """--task dimensional: every held-out split predicted as the pipeline would, then its reports (main process).
+
+    Returns:
+        {split: `ser_hf.evaluation.dimensional.compute_dimensional_metrics`}
+    """
+    train_mean = _train_mean(data)
+    results, predictions = {}, {}
+    for split in (name for name in data if name != "train"):
+        results[split], predictions[split] = evaluate_dimensional_split(trainer, data[split], prepared.label_names,
+                                                                        split, train_mean)
+    if trainer.is_world_process_zero():
+        output_dir = Path(training_args.output_dir)
+        for split, rows in predictions.items():
+            write_dimensional_predictions_csv(rows, output_dir / f"predictions_{split}.csv", data_args.data_dir,
+                                              prepared.label_names)
+        headline = headline_split(results)
+        card = card_info(model_args, data_args, training_args, prepared, num_train=len(data["train"]),
+                         num_eval=len(data[headline]), command=command, data_markdown=data_markdown,
+                         headline=headline)
+        card.task, card.dimension_scaling = "dimensional", dimension_scaling(data_args)
+        card.hyperparameters["dimensional_loss"] = training_args.dimensional_loss
+        write_dimensional_reports(output_dir, results, predictions, trainer.state.log_history, card,
+                                  saved_step=_saved_step(trainer))
+        print(dimensional_results_table(results, output_dir))
+        _push(training_args, push_to_hub)
+    return results
+
+
+def _train_mean(data):
+    """The training clips' mean targets: the constant the dimensional baseline predicts."""
+    return np.asarray(data["train"].with_format(None)["dimensions"], dtype=np.float64).mean(axis=0).tolist()
 
 
 def _fine_tune(trainer, preemption, resume, training_args):
@@ -229,24 +286,34 @@ def _prepare_data(data_args, training_args):
     """
     is_main = training_args.process_index == 0
     with training_args.main_process_first(desc="corpus preparation, audio scan and decoding"):
-        prepared = prepare_corpus(data_args, training_args.output_dir, is_main=is_main)
+        prepared = prepare_corpus(data_args, training_args.output_dir, is_main=is_main, task=training_args.task)
+    if is_main:  # `ser-hf evaluate` rebuilds the same splits from it.
+        saved = json.dumps(dataclasses.asdict(data_args), indent=2)
+        (Path(training_args.output_dir) / DATA_ARGS_FILE).write_text(saved)
+    if training_args.task == "dimensional":  # no classes to count: each target's spread per split instead
+        table = target_stats_markdown(prepared.splits)
+        logger.info("Targets per split (0-1, mean +- std):\n%s", table)
+        return prepared, (f"Targets per split (0-1, mean +- std):\n\n{table}\n\n"
+                          f"{report_markdown(prepared.scan_report)}")
     counts_table = class_counts_markdown(prepared.splits, prepared.label_names)
     logger.info("Clips per class and split:\n%s", counts_table)
     if is_main:
-        output_dir = Path(training_args.output_dir)
         counts = class_counts(prepared.splits, prepared.label_names)
-        (output_dir / "class_counts.json").write_text(json.dumps(counts, indent=2))
-        # `ser-hf evaluate` rebuilds the same splits from it.
-        (output_dir / DATA_ARGS_FILE).write_text(json.dumps(dataclasses.asdict(data_args), indent=2))
+        (Path(training_args.output_dir) / "class_counts.json").write_text(json.dumps(counts, indent=2))
     return prepared, f"Clips per class and split:\n\n{counts_table}\n\n{report_markdown(prepared.scan_report)}"
 
 
 def _build_trainer(model, feature_extractor, data, splits, label_names, data_args, training_args):
-    """The SERTrainer with our callbacks: pre-emption, diagnostics and (optionally) early stopping."""
+    """The SERTrainer with our callbacks: pre-emption, diagnostics and (optionally) early stopping.
+
+    A --task dimensional run has no class histograms to watch (no diagnostics callback), no class weights, and its
+    compute_metrics gives CCC, Pearson's r and MSE (`make_dimensional_compute_metrics`).
+    """
     preemption = PreemptionCallback()
-    callbacks = [preemption, TrainingDiagnostics(label_names,
-                                                 collapse_evaluations=training_args.diagnostics_collapse_evaluations,
-                                                 stall_evaluations=training_args.diagnostics_stall_evaluations)]
+    dimensional = training_args.task == "dimensional"
+    callbacks = [preemption] if dimensional else [
+        preemption, TrainingDiagnostics(label_names, collapse_evaluations=training_args.diagnostics_collapse_evaluations,
+                                        stall_evaluations=training_args.diagnostics_stall_evaluations)]
     if training_args.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(training_args.early_stopping_patience,
                                                training_args.early_stopping_threshold))
@@ -255,6 +322,14 @@ def _build_trainer(model, feature_extractor, data, splits, label_names, data_arg
     multitask = training_args.task == "multitask"
     trainer_class = MultitaskTrainer if multitask else SERTrainer
     extra = {"intensity_loss_weight": training_args.intensity_loss_weight} if multitask else {}
+    if dimensional:
+        compute_metrics, weights = make_dimensional_compute_metrics(label_names), None
+    else:
+        # Late lookup: a resume replaces the callback with the one restored from the checkpoint.
+        compute_metrics = make_compute_metrics(label_names,
+                                               on_predictions=lambda *p: find_diagnostics(trainer).record(*p))
+        weights = class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
+                                training_args.class_weighting)
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -262,12 +337,10 @@ def _build_trainer(model, feature_extractor, data, splits, label_names, data_arg
         eval_dataset=data["validation"],
         data_collator=AudioCollator(feature_extractor.model_input_names[0], pad_to, feature_extractor.padding_value),
         processing_class=feature_extractor,
-        # Late lookup: a resume replaces the callback with the one restored from the checkpoint.
-        compute_metrics=make_compute_metrics(label_names, on_predictions=lambda *p: find_diagnostics(trainer).record(*p)),
+        compute_metrics=compute_metrics,
         callbacks=callbacks,
         uses_attention_mask=uses_attention_mask(feature_extractor),
-        class_weights=class_weights([label2id[r["label"]] for r in splits["train"]], len(label_names),
-                                    training_args.class_weighting),
+        class_weights=weights,
         crop_training_batches=data_args.padding == "crop",
         **extra,
     )

@@ -9,6 +9,10 @@ Every file is checked before the model sees it, so that a batch job gives each i
 - longer files -> decoded window by window (bounded memory), each window through the pipeline, the
   softmax probabilities averaged over windows.
 
+A regression model (`--task dimensional`: config.json's problem_type "regression") gives each file its three values
+instead of a label: `row["dimensions"]` = {"arousal": ..., "dominance": ..., "valence": ...} (the pipeline's raw
+outputs; for a long file their mean over the same windows), with `label` and `score` None and `top_k` empty.
+
     classifier = load_classifier("outputs/demo")
     rows = classify_files(classifier, collect_audio_files(["clips/"]), top_k=3)
     print(format_table(rows)); write_predictions(rows, "preds.csv")
@@ -114,7 +118,13 @@ def _scan_error(scan, min_samples):
     return f"{scan.status}: {scan.detail}"
 
 
-def _row(path, scores, top_k, seconds, chunks):
+def _row(path, scores, top_k, seconds, chunks, outputs=None):
+    """A classified file's row; with `outputs` (a regression model's names in id order) its values instead."""
+    if outputs is not None:
+        values = {s["label"]: float(s["score"]) for s in scores}
+        return {"path": path, "label": None, "score": None, "top_k": [],
+                "dimensions": {name: values[name] for name in outputs}, "seconds": round(float(seconds), 3),
+                "chunks": chunks, "error": None}
     ranked = sorted(scores, key=lambda s: s["score"], reverse=True)[:top_k]
     return {"path": path, "label": ranked[0]["label"], "score": float(ranked[0]["score"]),
             "top_k": [(s["label"], float(s["score"])) for s in ranked], "seconds": round(float(seconds), 3),
@@ -125,6 +135,14 @@ def _error_row(path, error, seconds=None):
     # The row is the one place a file's error is reported (the table's ERROR line, the CSV/JSON): no log line too.
     return {"path": path, "label": None, "score": None, "top_k": [],
             "seconds": None if seconds is None else round(float(seconds), 3), "chunks": 0, "error": error}
+
+
+def regression_outputs(classifier):
+    """A regression pipeline's output names in id order (`--task dimensional`), or None for a classifier."""
+    from ser_hf.models.encoders import is_regression  # here: `--help` imports this module without transformers
+
+    config = classifier.model.config
+    return [config.id2label[i] for i in range(config.num_labels)] if is_regression(config) else None
 
 
 def _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, total_seconds):
@@ -145,10 +163,11 @@ def _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min
         return _error_row(path, f"too short (no window of at least {min_samples} samples at 16 kHz)", total_seconds)
     # Average of probabilities (soft voting), not of logits or a majority vote: each window is an independent
     # estimate; the mean stays a distribution comparable with single-pass scores, lets confident windows
-    # count more than a vote would, and cannot be dominated by one window's extreme logits.
+    # count more than a vote would, and cannot be dominated by one window's extreme logits. A regression's values
+    # (the pipeline applies no softmax to them) are averaged the same way: the file's mean rating.
     scores = [{"label": label, "score": total / used} for label, total in sums.items()]
     logger.info("%s: %.1f s in %d windows of %g s", path, total_seconds, used, chunk_seconds)
-    return _row(path, scores, top_k, total_seconds, used)
+    return _row(path, scores, top_k, total_seconds, used, regression_outputs(classifier))
 
 
 def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None):
@@ -165,7 +184,8 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
 
     Returns:
         dict: path, label, score, top_k [(label, score), ...], seconds (decoded duration), chunks (windows the
-        model saw: 1 for a single pass, 0 on error), error (None when it worked, else the reason).
+        model saw: 1 for a single pass, 0 on error), error (None when it worked, else the reason). A regression
+        model's row has `dimensions` ({name: value}) instead, label and score None, top_k empty.
     """
     path = str(path)
     check_chunking(chunk_seconds, chunk_overlap)
@@ -176,7 +196,9 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
     if kind == "error":
         return found
     if kind == "short":
-        return _row(path, classifier(path, top_k=top_k), top_k, found, 1)
+        outputs = regression_outputs(classifier)
+        scores = classifier(path, top_k=None if outputs else top_k)  # a regression: every output
+        return _row(path, scores, top_k, found, 1, outputs)
     return _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, found)
 
 
@@ -227,8 +249,9 @@ def classify_files(classifier, files, top_k=3, chunk_seconds=10.0, chunk_overlap
         rows.append(row)
     if waiting:
         scores = batched_scores(classifier, list(waiting.values()), batch_size)
+        outputs = regression_outputs(classifier)
         for (index, samples), clip_scores in zip(waiting.items(), scores):
-            rows[index] = _row(str(files[index]), clip_scores, top_k, len(samples) / SAMPLE_RATE, 1)
+            rows[index] = _row(str(files[index]), clip_scores, top_k, len(samples) / SAMPLE_RATE, 1, outputs)
     return rows
 
 
@@ -247,7 +270,8 @@ def _decode_for_batch(classifier, path, chunk_seconds, min_samples):
 
 
 def batched_scores(classifier, clips, batch_size):
-    """The pipeline's softmax scores for many clips, computed in batches.
+    """The pipeline's softmax scores for many clips, computed in batches (a regression model's raw outputs, as the
+    pipeline gives them).
 
     Each clip is feature-extracted alone, exactly as the pipeline does it (normalisation is per clip). Clips whose
     features have the same shape are stacked; a model that takes an attention mask also gets clips of different
@@ -265,6 +289,7 @@ def batched_scores(classifier, clips, batch_size):
     import torch
 
     model, extractor = classifier.model, classifier.feature_extractor
+    regression = regression_outputs(classifier) is not None  # the pipeline gives its raw outputs: no softmax
     features = [extractor(clip, sampling_rate=SAMPLE_RATE, return_tensors="pt")[extractor.model_input_names[0]][0]
                 for clip in clips]
     masked = bool(getattr(extractor, "return_attention_mask", False))
@@ -285,7 +310,9 @@ def batched_scores(classifier, clips, batch_size):
                     for row, i in enumerate(batch):
                         mask[row, : features[i].shape[0]] = 1
                     inputs["attention_mask"] = mask.to(model.device)
-                for i, row in zip(batch, model(**inputs).logits.float().softmax(dim=-1).cpu().numpy()):
+                logits = model(**inputs).logits.float()
+                outputs = logits if regression else logits.softmax(dim=-1)
+                for i, row in zip(batch, outputs.cpu().numpy()):
                     probabilities[i] = row
     names = model.config.id2label
     return [[{"label": names[k], "score": float(p[k])} for k in range(len(p))] for p in probabilities]

@@ -8,6 +8,8 @@ on the fly), config.json and preprocessor_config.json (labels, sampling rate, no
 itself), and export_report.json: on a few clips (the run's validation clips when its output lists them, else
 generated ones) the largest |logit difference| from PyTorch and whether the top labels agree. An fp32 export whose
 top labels differ raises `ParityError`; int8's agreement is reported, not enforced (quantization may move a label).
+A regression model (`--task dimensional`) has no top label: its outputs are the values, compared within the same
+tolerance.
 """
 
 import json
@@ -22,7 +24,7 @@ from ser_hf.console import known_noise
 from ser_hf.data.audio import SAMPLE_RATE, decode_16k_mono
 from ser_hf.inference.onnx_backend import OnnxAudioClassifier, clip_logits, compare_logits
 from ser_hf.inference.onnx_files import DEFAULT_OPSET, INT8_FILE, ONNX_FILE, REPORT_FILE
-from ser_hf.models.encoders import uses_attention_mask
+from ser_hf.models.encoders import is_regression, uses_attention_mask
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +139,16 @@ def check_parity(model, extractor, onnx_model, clips):
 
     Returns:
         `compare_logits`' dict over both passes ("labels", "reference_labels": the clip-by-clip pass), plus "batched"
-        (whether a padded batch was compared) and "logit_scale" (the largest |PyTorch logit|).
+        (whether a padded batch was compared) and "logit_scale" (the largest |PyTorch logit|). For a regression
+        model: "clips", "max_abs_logit_diff" (between the values), "batched", "logit_scale" and "regression": True.
     """
     batched = uses_attention_mask(extractor) and len(clips) > 1
     passes = (False, True) if batched else (False,)
     reference = np.concatenate([clip_logits(model, extractor, clips, together) for together in passes])
     other = np.concatenate([clip_logits(onnx_model, extractor, clips, together) for together in passes])
+    if is_regression(model.config):  # the outputs are the values: no label to agree on
+        return {"clips": len(clips), "max_abs_logit_diff": float(np.abs(reference - other).max()), "batched": batched,
+                "logit_scale": float(np.abs(reference).max()), "regression": True}
     result = compare_logits(reference, other, model.config.id2label)
     result["reference_labels"], result["labels"] = result["reference_labels"][: len(clips)], result["labels"][: len(clips)]
     return {**result, "clips": len(clips), "batched": batched, "logit_scale": float(np.abs(reference).max())}
@@ -162,8 +168,8 @@ def export_onnx(model_dir, out_dir, quantize=False, opset=DEFAULT_OPSET, clips=8
         The report written to export_report.json.
 
     Raises:
-        ParityError: the fp32 ONNX model's top labels differ from PyTorch's, or its logits are further apart than
-            rounding (the files and the report are left in `out_dir` to inspect).
+        ParityError: the fp32 ONNX model's top labels differ from PyTorch's, or its logits (a regression model's
+            values) are further apart than rounding (the files and the report are left in `out_dir` to inspect).
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,8 +187,13 @@ def export_onnx(model_dir, out_dir, quantize=False, opset=DEFAULT_OPSET, clips=8
         quantize_int8(out_dir / ONNX_FILE, out_dir / INT8_FILE)
         report["int8"] = check_parity(model, extractor, OnnxAudioClassifier(out_dir / INT8_FILE, model.config), samples)
         report["files"][INT8_FILE] = _megabytes(out_dir / INT8_FILE)
-    report["passed"] = parity["labels_agree"] == 1.0 and parity["max_abs_logit_diff"] <= report["tolerance"]
+    labels_agree = parity.get("regression") or parity["labels_agree"] == 1.0
+    report["passed"] = bool(labels_agree) and parity["max_abs_logit_diff"] <= report["tolerance"]
     (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    if not report["passed"] and parity.get("regression"):
+        raise ParityError(f"{out_dir / ONNX_FILE} disagrees with {model_dir}: its values differ by up to "
+                          f"{parity['max_abs_logit_diff']:.2e} on {parity['clips']} clips (tolerance "
+                          f"{report['tolerance']:.1e}); see {out_dir / REPORT_FILE}")
     if not report["passed"]:
         raise ParityError(f"{out_dir / ONNX_FILE} disagrees with {model_dir}: top labels agree on "
                           f"{parity['labels_agree']:.0%} of {parity['clips']} clips, max |logit difference| "

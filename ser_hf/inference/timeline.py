@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ser_hf.data.audio import SAMPLE_RATE
-from ser_hf.inference.classify import min_input_samples, triage
+from ser_hf.errors import UsageError
+from ser_hf.inference.classify import min_input_samples, regression_outputs, triage
 from ser_hf.inference.windows import check_chunking, decode_windows
 
 SILENCE = "silence"
@@ -66,8 +67,14 @@ def emotion_timeline(classifier, path, window_seconds=WINDOW_SECONDS, overlap_se
         dict: path, seconds, window_seconds, overlap_seconds, silence_dbfs, labels (class names in id order),
         windows [{start, end, label, score, rms_dbfs, scores {label: probability} or None for silence}], error
         (None, or the same one-line reason `classify_file` gives).
+
+    Raises:
+        UsageError: a `--task dimensional` model, which has values and no emotion to put on a timeline.
     """
     path = str(path)
+    if regression_outputs(classifier):
+        raise UsageError("an emotion timeline shows each window's top emotion; a --task dimensional model has "
+                         "arousal, dominance and valence values instead (predict them per file)")
     check_chunking(window_seconds, overlap_seconds)
     if silence_dbfs == -math.inf:  # no gate; stored as None since JSON has no -Infinity
         silence_dbfs = None

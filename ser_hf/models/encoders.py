@@ -47,13 +47,16 @@ def check_model_available(model_args):
             "from scratch with --model_name_or_path null --model_type wav2vec2 (as recipes/configs/demo.yaml does)")
 
 
-def build_model(model_args, id2label, label2id):
+def build_model(model_args, id2label, label2id, problem_type=None):
     """Load a pretrained encoder (or build a random one from a config) with a classification head.
 
     Args:
         model_args: `ModelArguments`.
         id2label: {int: name}, stored in config.json so the pipeline prints emotion names.
         label2id: {name: int}.
+        problem_type: "regression" for `--task dimensional` (one output per dimension of `id2label`; config.json
+            says so, and the audio-classification pipeline then gives the raw outputs, no softmax); None: a
+            single-label classifier.
 
     Returns:
         (model, feature_extractor)
@@ -66,6 +69,8 @@ def build_model(model_args, id2label, label2id):
         label2id=label2id,
         use_weighted_layer_sum=model_args.use_weighted_layer_sum,
     )
+    # Stated either way: a checkpoint fine-tuned from a regression output must become a classifier again.
+    overrides["problem_type"] = problem_type
     if model_args.model_name_or_path is None:
         config = _without_layerdrop_under_weighted_sum(AutoConfig.for_model(model_args.model_type, **overrides))
         model = AutoModelForAudioClassification.from_config(config)
@@ -148,6 +153,11 @@ def check_padding_mode(model_args, data_args):
                          "use --padding longest")
     logger.info("Whisper: every clip is padded with silence to the feature extractor's chunk length, as the pipeline "
                 "pads it; padding=%s changes nothing", data_args.padding)
+
+
+def is_regression(config):
+    """Whether a model's config (or a pipeline's model's) is a `--task dimensional` regression: raw outputs, no classes."""
+    return getattr(config, "problem_type", None) == "regression"
 
 
 def uses_attention_mask(feature_extractor):

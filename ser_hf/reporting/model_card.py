@@ -1,9 +1,10 @@
 """Model card (README.md) for a trained SER checkpoint.
 
 The YAML front matter is built with `huggingface_hub.ModelCardData` / `EvalResult`, so the Hub shows the
-task, licence, base model, datasets and a `model-index` with UA / WA / macro-F1; the body says how the
-numbers were obtained (speaker-independent split, exact command, hyperparameters) and what they are worth
-(majority-class and chance baselines, limitations).
+task, licence, base model, datasets and a `model-index` with UA / WA / macro-F1 (a `--task dimensional` model: CCC
+per dimension and their mean); the body says how the numbers were obtained (speaker-independent split, exact
+command, hyperparameters) and what they are worth (majority-class and chance baselines, or the training mean's
+error; limitations).
 """
 
 import re
@@ -46,6 +47,9 @@ class ModelCardInfo:
             optimistic).
         frozen_encoder: only the head was trained (a linear probe): the card says so instead of "fine-tuned".
         sections: extra markdown sections (each with its own heading) shown after the results.
+        task: "emotion" (a classifier), or "dimensional": a regression of `label_names` (arousal, dominance,
+            valence); `metrics` are then `ser_hf.evaluation.dimensional.compute_dimensional_metrics`'.
+        dimension_scaling: for "dimensional", the sentence saying how the ratings were scaled to [0, 1].
     """
 
     model_id: str
@@ -72,6 +76,13 @@ class ModelCardInfo:
     corpus_limitations: str | None = None
     frozen_encoder: bool = False
     sections: list[str] = field(default_factory=list)
+    task: str = "emotion"
+    dimension_scaling: str | None = None
+
+    @property
+    def dimensional(self):
+        """Whether the card is a `--task dimensional` regression model's."""
+        return self.task == "dimensional"
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -95,16 +106,21 @@ def _cell(value):
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def _card_data(info):
+def _eval_results(info):
     m = info.metrics
     common = dict(
         task_type="audio-classification",
-        task_name="Speech emotion recognition",
+        task_name="Speech emotion recognition" + (" (arousal, dominance, valence)" if info.dimensional else ""),
         dataset_type=info.dataset_id or _slug(info.dataset_name),
         dataset_name=info.dataset_name,
         dataset_split=info.split_name,
     )
-    eval_results = [
+    if info.dimensional:  # CCC per dimension, then their mean: the field's headline for dimensional SER
+        return [EvalResult(metric_type="ccc", metric_value=round(float(m[f"ccc_{name}"]), 4),
+                           metric_name=f"CCC {name}", **common) for name in info.label_names] + [
+            EvalResult(metric_type="ccc", metric_value=round(float(m["ccc"]), 4),
+                       metric_name="CCC (mean over the dimensions)", **common)]
+    return [
         EvalResult(metric_type="accuracy", metric_value=round(float(m["wa"]), 4),
                    metric_name="Weighted accuracy (WA)", **common),
         EvalResult(metric_type="recall", metric_value=round(float(m["ua"]), 4),
@@ -112,6 +128,10 @@ def _card_data(info):
         EvalResult(metric_type="f1", metric_value=round(float(m["macro_f1"]), 4),
                    metric_name="Macro F1", metric_args={"average": "macro"}, **common),
     ]
+
+
+def _card_data(info):
+    eval_results = _eval_results(info)
     return ModelCardData(
         base_model=info.base_model if info.base_model and _is_hub_id(info.base_model) else None,
         datasets=[info.dataset_id] if info.dataset_id else None,
@@ -120,7 +140,7 @@ def _card_data(info):
         pipeline_tag="audio-classification",
         # The weights derive from the corpus, so its licence terms (often non-commercial) carry over.
         license=info.dataset_license,
-        metrics=["accuracy", "recall", "f1"],
+        metrics=["ccc", "pearsonr", "mse"] if info.dimensional else ["accuracy", "recall", "f1"],
         tags=list(DEFAULT_TAGS) + list(info.tags),
         model_name=info.model_id,
         eval_results=eval_results,
@@ -139,14 +159,22 @@ def _intro(info):
             "a randomly initialised encoder (no pretrained weights)"
         origin = (f"trained as a linear probe of {encoder}: the encoder is frozen (its weights are unchanged) and "
                   "only the classification head (layer weights, projector, classifier) was trained")
+    what = (f"it rates a speech clip's {', '.join(info.label_names)} on a 0-1 scale (a regression, "
+            "`problem_type: regression`)" if info.dimensional else
+            f"it classifies a speech clip into one of {n} emotion classes")
     lines = [f"# {info.model_id}", "",
-             f"A speech emotion recognition model: it classifies a speech clip into one of {n} emotion classes. "
+             f"A speech emotion recognition model: {what}. "
              f"It was {origin} on {info.dataset_name} with the `ser_hf` recipes.", ""]
+    if info.dimensional and info.dimension_scaling:
+        lines += [info.dimension_scaling, ""]
     lines += [f"> **Note:** {note}" for note in info.notes]
     return lines + ([""] if info.notes else [])
 
 
 def _usage(info):
+    regression = ["# A regression: each 'score' is the predicted value of its 'label' (no softmax), best first.",
+                  'values = {s["label"]: s["score"] for s in classifier("speech.wav", top_k=3)}'] \
+        if info.dimensional else ['print(classifier("speech.wav", top_k=3))']
     return [
         "## How to use", "",
         "```python",
@@ -154,17 +182,43 @@ def _usage(info):
         "",
         f'classifier = pipeline("audio-classification", model="{info.load_from or info.model_id}")',
         "# Pass top_k when calling: given to pipeline() it is ignored.",
-        'print(classifier("speech.wav", top_k=3))',
+        *regression,
         "```", "",
         "A file path is decoded and resampled to 16 kHz by ffmpeg. A bare array must already be 16 kHz mono; "
         'a `{"array": array, "sampling_rate": rate}` dict at another rate is resampled only when torchaudio '
         "is installed.", "",
-        "## Labels", "",
+        "## Outputs" if info.dimensional else "## Labels", "",
         *(f"- {i}: `{name}`" for i, name in enumerate(info.label_names)), "",
     ]
 
 
+def _number(value):
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _dimensional_results(info):
+    m = info.metrics
+    baseline = "baseline_mse" in m
+    lines = ["## Results", "", f"On {info.split_name} ({info.num_eval_examples} clips), targets on a 0-1 scale:", "",
+             "| dimension | CCC | Pearson r | MSE |" + (" MSE of the training mean |" if baseline else ""),
+             "|---|---|---|---|" + ("---|" if baseline else "")]
+    for name in info.label_names:
+        base = f" {_number(m[f'baseline_mse_{name}'])} |" if baseline else ""
+        lines.append(f"| {_cell(name)} | {_number(m[f'ccc_{name}'])} | {_number(m.get(f'pearson_{name}'))} | "
+                     f"{_number(m[f'mse_{name}'])} |" + base)
+    lines.append(f"| **mean** | **{_number(m['ccc'])}** | {_number(m.get('pearson'))} | {_number(m['mse'])} |"
+                 + (f" {_number(m['baseline_mse'])} |" if baseline else ""))
+    lines += ["", *([info.selection, ""] if info.selection else []),
+              "CCC (Lin's concordance correlation coefficient) is the headline: 1 is perfect agreement, and unlike "
+              "Pearson's r it drops when predictions are shifted or squeezed towards the mean. Predicting one "
+              "constant, e.g. the training mean, scores CCC 0; the last column is that constant's MSE, the error "
+              "to beat.", ""]
+    return lines
+
+
 def _results(info):
+    if info.dimensional:
+        return _dimensional_results(info)
     m, n = info.metrics, len(info.label_names)
     lines = [
         "## Results", "",
@@ -236,9 +290,14 @@ def _limitations(info):
     # What is known about the corpus itself (acted speech, fixed sentences, ...) comes from the corpus registry;
     # for a user's own corpus nothing is claimed.
     corpus = [f"- {info.corpus_limitations}"] if info.corpus_limitations else []
+    fixed = (f"- The outputs are {', '.join(info.label_names)} on the training ratings' scale (0-1), as the "
+             "corpus's raters perceived them; values outside 0-1 can occur and mean the model is extrapolating."
+             if info.dimensional else
+             f"- The label set is fixed to these {len(info.label_names)} classes; anything else is forced into one "
+             "of them.")
     return [
         "## Limitations", "", *corpus,
-        f"- The label set is fixed to these {len(info.label_names)} classes; anything else is forced into one of them.",
+        fixed,
         f"- {licence_line}.",
         "- Perceived emotion is not felt emotion. Do not use the output to make decisions about people.", "",
     ]
@@ -272,8 +331,9 @@ def render_model_card(info: ModelCardInfo) -> str:
     """
     text = f"---\n{_card_data(info).to_yaml()}\n---\n\n{_body(info)}"
     parsed = ModelCard(text)  # raises ValueError on an unparsable model-index
-    if len(parsed.data.eval_results or []) != 3:
-        raise ValueError("model card metadata did not round-trip: expected 3 eval results")
+    expected = len(info.label_names) + 1 if info.dimensional else 3
+    if len(parsed.data.eval_results or []) != expected:
+        raise ValueError(f"model card metadata did not round-trip: expected {expected} eval results")
     return text
 
 

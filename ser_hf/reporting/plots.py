@@ -13,6 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from ser_hf.evaluation.dimensional import concordance_cc
+
 DPI = 120
 
 
@@ -116,7 +118,9 @@ def plot_training_curves(
             _line(ax_metric, xs, ys, key.removeprefix("eval_"))
     ax_metric.set_title("Evaluation metrics")
     if ax_metric.lines:
-        ax_metric.set_ylim(0, 1.02)  # UA/WA/F1 live in [0, 1]; a fixed scale keeps runs comparable by eye
+        # UA/WA/F1 live in [0, 1]; a fixed scale keeps runs comparable by eye. A CCC can be negative.
+        lowest = min(float(np.min(line.get_ydata())) for line in ax_metric.lines)
+        ax_metric.set_ylim(min(0.0, lowest - 0.02), 1.02)
 
     xs, ys = _series(log_history, "learning_rate")
     if xs:
@@ -290,6 +294,44 @@ def plot_reliability_diagram(bins, path, ece=None, title=None) -> Path:
                  linewidth=0.5)
     ax_count.set_xlabel("top-label confidence (score of the predicted class)")
     ax_count.set_ylabel("share of clips")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_dimension_scatter(true, predicted, names, path, title=None) -> Path:
+    """Predicted against true value, one panel per dimension (`--task dimensional`), with the identity line.
+
+    Points on the dashed line are exact; a cloud flatter than the line is a model that regresses towards the mean
+    (low CCC even where Pearson's r is fair).
+
+    Args:
+        true, predicted: (clips, dimensions) arrays, targets in [0, 1].
+        names: dimension names in column order.
+        path: PNG file to write.
+        title: figure title; each panel shows its CCC.
+
+    Returns:
+        The path written.
+    """
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    fig = Figure(figsize=(4.2 * len(names), 4.6))
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    low = min(0.0, float(np.nanmin(predicted)) if predicted.size else 0.0)
+    high = max(1.0, float(np.nanmax(predicted)) if predicted.size else 1.0)
+    for i, (ax, name) in enumerate(zip(axes, names)):
+        ax.scatter(true[:, i], predicted[:, i], s=12, alpha=0.6, color="tab:blue", edgecolors="none")
+        ax.plot([low, high], [low, high], linestyle="--", color="gray", linewidth=1, label="prediction = truth")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_aspect("equal")
+        ccc = concordance_cc(predicted[:, i], true[:, i]) if len(true) > 1 else None
+        ax.set_title(name if ccc is None else f"{name} (CCC {ccc:.3f})")
+        ax.set_xlabel(f"true {name} (0-1)")
+        ax.set_ylabel(f"predicted {name}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left", fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
 

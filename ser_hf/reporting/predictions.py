@@ -3,8 +3,27 @@ import json
 from pathlib import Path
 
 
+def _dimension_names(rows):
+    """The output names of a regression model's rows (`--task dimensional`), in id order, or None."""
+    return next((list(r["dimensions"]) for r in rows if r.get("dimensions")), None)
+
+
+def _format_dimensional(rows, names, width):
+    lines = [f"{'file':<{width}}  values (0-1 scale of the training ratings)"]
+    for r in rows:
+        if r["error"]:
+            lines.append(f"{Path(r['path']).name:<{width}}  ERROR: {r['error']}")
+            continue
+        chunks = f"  [{r['chunks']} windows over {r['seconds']:.0f} s]" if r["chunks"] > 1 else ""
+        values = " ".join(f"{name} {r['dimensions'][name]:.2f}" for name in names)
+        lines.append(f"{Path(r['path']).name:<{width}}  {values}{chunks}")
+    return "\n".join(lines)
+
+
 def format_table(rows):
     """Plain-text table: file, prediction, confidence, the other top-k labels (and windows when chunked).
+
+    A regression model's rows (`--task dimensional`) read "arousal 0.62 dominance 0.41 valence 0.55" instead.
 
     Args:
         rows: `classify_files` output.
@@ -13,6 +32,9 @@ def format_table(rows):
         The table, one line per file (errors say ERROR and why).
     """
     width = max([len("file")] + [len(Path(r["path"]).name) for r in rows])
+    names = _dimension_names(rows)
+    if names is not None:
+        return _format_dimensional(rows, names, width)
     lines = [f"{'file':<{width}}  {'emotion':<12}{'score':>7}  others"]
     for r in rows:
         if r["error"]:
@@ -30,6 +52,9 @@ def format_table(rows):
 def write_predictions(rows, path):
     """Write rows as CSV (flat: top-k joined) or JSON, by the file's extension.
 
+    A regression model's rows (`--task dimensional`) have one CSV column per output (arousal, dominance, valence)
+    instead of label, score and top_k; in JSON each row keeps its `dimensions` object.
+
     Args:
         rows: `classify_files` output.
         path: a .json file, or any other name for CSV.
@@ -41,6 +66,9 @@ def write_predictions(rows, path):
     if path.suffix.lower() == ".json":
         path.write_text(json.dumps(rows, indent=2))
         return path
+    names = _dimension_names(rows)
+    if names is not None:
+        return _write_dimensional_csv(rows, names, path)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         intensity = any("intensity" in r for r in rows)  # a --task multitask model's extra columns
@@ -52,4 +80,15 @@ def write_predictions(rows, path):
             extra = [r.get("intensity") or "", "" if score is None else f"{score:.4f}"] if intensity else []
             writer.writerow([r["path"], r["label"] or "", "" if r["score"] is None else f"{r['score']:.4f}", top,
                              "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""] + extra)
+    return path
+
+
+def _write_dimensional_csv(rows, names, path):
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", *names, "seconds", "chunks", "error"])
+        for r in rows:
+            values = r.get("dimensions") or {}
+            writer.writerow([r["path"], *("" if name not in values else f"{values[name]:.6f}" for name in names),
+                             "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""])
     return path

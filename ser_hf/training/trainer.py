@@ -9,6 +9,7 @@ from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
 from transformers.trainer_utils import SchedulerType
 
+from ser_hf.models.encoders import is_regression
 from ser_hf.training.callbacks import with_worker_stop_signals
 from ser_hf.training.sampling import WindowedLengthSampler
 from ser_hf.training.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
@@ -52,6 +53,39 @@ def _full_precision(model):
     return getattr(model, "_original_forward", model)
 
 
+def concordance_loss(predictions, targets, eps=1e-8):
+    """1 - CCC, the concordance correlation coefficient of each column over the batch, averaged over the columns.
+
+    CCC = 2 cov(p, t) / (var(p) + var(t) + (mean(p) - mean(t))^2) rewards predictions that follow the targets in
+    order, scale and offset alike. Over one clip it is undefined (no variance): a batch of one clip (the last of an
+    epoch, or --per_device_train_batch_size 1) is scored by the mean squared error instead.
+
+    Args:
+        predictions, targets: (batch, dimensions) tensors.
+        eps: keeps a batch in which predictions and targets are all equal finite (CCC 0 there).
+
+    Returns:
+        A scalar tensor, computed in float32.
+    """
+    predictions, targets = predictions.float(), targets.float()
+    if predictions.shape[0] < 2:
+        return F.mse_loss(predictions, targets)
+    mean_p, mean_t = predictions.mean(dim=0), targets.mean(dim=0)
+    var_p, var_t = predictions.var(dim=0, unbiased=False), targets.var(dim=0, unbiased=False)
+    covariance = ((predictions - mean_p) * (targets - mean_t)).mean(dim=0)
+    ccc = 2 * covariance / (var_p + var_t + (mean_p - mean_t) ** 2 + eps)
+    return (1 - ccc).mean()
+
+
+def regression_loss(predictions, targets, kind="ccc"):
+    """The loss of `--task dimensional`: "ccc" (`concordance_loss`) or "mse" (mean squared error), in float32."""
+    if kind == "ccc":
+        return concordance_loss(predictions, targets)
+    if kind == "mse":
+        return F.mse_loss(predictions.float(), targets.float())
+    raise ValueError(f"dimensional_loss {kind!r}: ccc or mse")
+
+
 def balanced_sample_weights(labels):
     """Sampling weight of each clip, 1 / (clips of its class): every class is drawn equally often.
 
@@ -81,6 +115,8 @@ class SERTrainer(Trainer):
       backward), so no NaN reaches the weights or a later checkpoint.
     - `crop_training_batches`: training batches are cut to their shortest clip (a random window of each
       clip) instead of being padded, so a model without an attention mask never trains on zeros.
+    - A regression model (`--task dimensional`, config `problem_type` "regression") is trained on `regression_loss`
+      (the training argument `dimensional_loss`: 1 - CCC or MSE) instead of cross-entropy.
 
     Args:
         uses_attention_mask: whether the model takes the collator's attention mask.
@@ -184,8 +220,11 @@ class SERTrainer(Trainer):
             logits = forward(**inputs).logits
         else:
             logits = self._logits_clip_by_clip(forward, inputs, attention_mask)
-        weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
-        loss = F.cross_entropy(logits, labels, weight=weight)
+        if is_regression(self.model.config):  # --task dimensional: transformers' heads would compute cross-entropy
+            loss = regression_loss(logits, labels, getattr(self.args, "dimensional_loss", "ccc"))
+        else:
+            weight = None if self.class_weights is None else self.class_weights.to(logits.device, logits.dtype)
+            loss = F.cross_entropy(logits, labels, weight=weight)
         if not torch.isfinite(loss):
             # Stop before backward: one such step turns every weight into NaN; checkpoints so far stay good.
             raise NonFiniteError(f"the loss is {loss.item()} on a batch of {_name(paths)}; the last saved "

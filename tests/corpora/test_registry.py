@@ -13,7 +13,7 @@ from ser_hf.data.prepare import load_corpus
 from ser_hf.labels import RAVDESS_EMOTIONS
 from tests.conftest import make_ravdess_tree, write_tone
 
-NAMES = ("ravdess", "demo", "cremad", "manifest", "audiofolder", "hub")
+NAMES = ("ravdess", "demo", "cremad", "iemocap", "msp_podcast", "emodb", "emobox", "manifest", "audiofolder", "hub")
 
 
 def _data_args(**fields):
@@ -24,8 +24,8 @@ def _data_args(**fields):
 def test_one_spec_per_corpus_in_a_fixed_order():
     assert corpus_names() == NAMES == tuple(CORPORA)
     assert all(isinstance(spec, CorpusSpec) and spec.name == name for name, spec in CORPORA.items())
-    with pytest.raises(ValueError, match="ravdess, demo, cremad"):
-        get_corpus("iemocap")
+    with pytest.raises(ValueError, match="ravdess, demo, cremad, iemocap"):
+        get_corpus("esd")
 
 
 def test_card_facts():
@@ -35,9 +35,13 @@ def test_card_facts():
     assert {get_corpus(n).license for n in ("manifest", "audiofolder", "hub")} == {"other"}
     assert get_corpus("ravdess").display_name == "RAVDESS" and get_corpus("cremad").display_name == "CREMA-D"
     assert {n: get_corpus(n).default_data_dir for n in NAMES} == {
-        "ravdess": "data/ravdess", "demo": "data/demo", "cremad": None, "manifest": None, "audiofolder": None,
-        "hub": None,
+        "ravdess": "data/ravdess", "demo": "data/demo", "cremad": None, "iemocap": None, "msp_podcast": None,
+        "emodb": "data/emodb", "emobox": None, "manifest": None, "audiofolder": None, "hub": None,
     }
+    # The licensed corpora cannot be downloaded: they need --data_dir; their protocols are the published ones.
+    assert get_corpus("iemocap").held_out == "test" and get_corpus("iemocap").n_folds == 5
+    assert get_corpus("msp_podcast").official_splits and get_corpus("msp_podcast").dimension_range == (1.0, 7.0)
+    assert get_corpus("iemocap").dimension_range == (1.0, 5.0) and get_corpus("emodb").dimension_range is None
     for name in ("ravdess", "demo", "cremad"):
         assert "English" in get_corpus(name).limitations
     assert "synthes" in get_corpus("demo").limitations and "91 actors" in get_corpus("cremad").limitations

@@ -2,13 +2,14 @@ import os
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from ser_hf.config import DataArguments
 from ser_hf.data import audio_cache
 from ser_hf.data.audio import decode_16k_mono
 from ser_hf.data.audio_cache import AUDIO_CACHE_DIRNAME, DecodedAudioCache
 from ser_hf.data.prepare import audio_loader, build_datasets
-from tests.conftest import write_tone
+from tests.conftest import tone, write_tone
 
 
 def _no_decoding(monkeypatch):
@@ -29,6 +30,24 @@ def test_each_file_is_decoded_once_and_read_back_exactly(tmp_path, monkeypatch):
     monkeypatch.undo()
     for path in paths:
         assert np.array_equal(cache.load(path), decode_16k_mono(path))
+
+
+@pytest.mark.parametrize("sr, channels, subtype, stored", [
+    (16_000, 1, "PCM_16", np.int16),    # IEMOCAP, MSP-Podcast, EmoDB, CREMA-D: half the bytes, the same floats
+    (16_000, 2, "PCM_16", np.int16),    # both channels equal (write_tone): their mean is still a 16-bit sample
+    (48_000, 1, "PCM_16", np.float32),  # resampled (RAVDESS): no longer 16-bit samples
+    (16_000, 1, "PCM_24", np.float32),  # finer than 16 bits
+])
+def test_16_bit_clips_are_stored_as_int16_and_read_back_exactly(tmp_path, sr, channels, subtype, stored):
+    path = tmp_path / "clip.wav"
+    sf.write(path, tone(1.0, sr, channels=channels, seed=3), sr, subtype=subtype)
+    cache = DecodedAudioCache(tmp_path / "cache")
+    cache.fill([path], workers=1, progress=False)
+    assert np.load(cache.entry(path), mmap_mode="r").dtype == stored
+    loaded = cache.load(path)
+    assert loaded.dtype == np.float32 and np.array_equal(loaded, decode_16k_mono(path))
+    if stored is np.int16:
+        assert cache.entry(path).stat().st_size < 0.51 * 4 * len(loaded)
 
 
 def test_a_changed_file_is_decoded_again_and_its_old_array_deleted(tmp_path):

@@ -93,3 +93,18 @@ def test_probe_row_times_both_epochs_on_the_training_split(corpus, tmp_path):
     assert row["trainer_epoch_s"] == pytest.approx(row["trainer"]["step_s"] * epoch_steps, rel=0.005)
     assert row["probe_epoch_s"] > 0 and row["cache_s_per_clip"] > 0
     assert row["speedup"] == round(row["trainer_epoch_s"] / row["probe_epoch_s"])
+
+
+@pytest.mark.slow  # two fresh processes, each importing torch and building the demo's encoder
+def test_scale_measures_each_size_in_its_own_process_cold_then_warm(tmp_path, capsys):
+    out = tmp_path / "scale.json"
+    assert benchmark.main(["--scale", "6", "12", "--scale_dir", str(tmp_path / "corpus"), "--output", str(out)]) == 0
+    sizes = json.loads(out.read_text())["scale"]["sizes"]
+    assert [size["clips"] for size in sizes] == [6, 12]
+    assert len(list((tmp_path / "corpus").rglob("*.wav"))) == 12  # one corpus: the smaller size is its first clips
+    for size in sizes:
+        assert [(row["pass"], row["step"]) for row in size["rows"]] == [
+            (p, s) for p in ("first", "again") for s in ("scan", "audio_cache", "probe_cache")]
+        assert all(row["peak_rss_mb"] > 0 for row in size["rows"])
+        assert size["cache_mb"] < 0.55 * size["cache_mb_float32"]  # 16-bit clips cached as int16
+    assert "| 12 |" in capsys.readouterr().out

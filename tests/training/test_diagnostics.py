@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
 
-from ser_hf.training.diagnostics import DIAGNOSTICS_FILE, TrainingDiagnostics, collapsed_class, find_diagnostics
 from ser_hf.evaluation.metrics import make_compute_metrics
+from ser_hf.training.diagnostics import DIAGNOSTICS_FILE, TrainingDiagnostics, collapsed_class, find_diagnostics
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 

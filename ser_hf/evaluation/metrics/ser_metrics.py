@@ -41,7 +41,8 @@ Args:
         present in `references`. Every id given must occur in `references` (recall is undefined otherwise).
 
 Returns:
-    wa (`float`), ua (`float`), macro_f1 (`float`), per_class_recall (`list` of `float` or `None`),
+    wa (`float`), ua (`float`), macro_f1 (`float`), macro_f1_union (`float`: over the classes in references or
+    predictions, sklearn's default and EmoBox's), per_class_recall (`list` of `float` or `None`),
     confusion_matrix (`list` of `list` of `int`).
 
 Examples:
@@ -97,6 +98,9 @@ class SerMetrics(evaluate.Metric):
             "ua": float(np.mean([recalls[i] for i in labels])),
             # zero_division=0: a class that is never predicted has undefined precision; F1 0 is the usual choice.
             "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+            # sklearn's default, which EmoBox reports: the mean over every class in the references OR the
+            # predictions (a class only predicted, never true, adds an F1 of 0).
+            "macro_f1_union": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
             "per_class_recall": recalls,
             "confusion_matrix": cm.tolist(),
         }
