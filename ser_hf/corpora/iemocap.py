@@ -35,6 +35,7 @@ IEMOCAP_LABELS = ("neutral", "angry", "sad", "happy")
 # The release's codes of the 4 classes; exc(ited) is merged into happy, as SUPERB and EmoBox do.
 _CODES = {"neu": "neutral", "ang": "angry", "sad": "sad", "hap": "happy", "exc": "happy"}
 FULL_RELEASE_UTTERANCES = 5531  # the 4-class task on all five sessions
+FULL_RELEASE_RATED = 10039  # every utterance of the release: each has valence / arousal / dominance ratings
 SESSIONS = 5
 IEMOCAP_DIMENSION_RANGE = (1.0, 5.0)
 IEMOCAP_LICENSE = "other"  # the IEMOCAP release licence: research use, obtained from USC SAIL
@@ -81,11 +82,13 @@ def read_evaluation(path: Path) -> list[dict]:
     return found
 
 
-def load_iemocap(data_dir) -> Rows:
+def load_iemocap(data_dir, every_rated=False) -> Rows:
     """Rows of the 4-class task: path, label, speaker (Ses01F ...), gender, session, and the raw V / A / D ratings.
 
     Utterances of the other labels are left out and counted (`Rows.excluded`); a labelled utterance whose wav is
-    missing is an error naming it (a partial copy of the release).
+    missing is an error naming it (a partial copy of the release). With `every_rated` (`--task dimensional`), every
+    utterance is kept, as dimensional work on IEMOCAP uses all 10039: an utterance outside the 4 classes has its
+    raw code (fru, xxx, ...) as its label, which the task does not read.
 
     Raises:
         FileNotFoundError: no release in `data_dir`, or wavs missing.
@@ -99,7 +102,7 @@ def load_iemocap(data_dir) -> Rows:
             if evaluation.name.startswith("._"):
                 continue
             for item in read_evaluation(evaluation):
-                label = _CODES.get(item["code"])
+                label = _CODES.get(item["code"]) or (item["code"] if every_rated else None)
                 if label is None:
                     excluded[item["code"]] += 1
                     continue
@@ -122,10 +125,11 @@ def load_iemocap(data_dir) -> Rows:
                                 "Session*/dialog/EmoEvaluation/*.txt")
     rows.excluded = {f"{code} (not one of the 4 classes)": n for code, n in sorted(excluded.items())}
     sessions = {row["session"] for row in rows}
-    if sessions == set(range(1, SESSIONS + 1)) and len(rows) != FULL_RELEASE_UTTERANCES:
-        logger.warning("IEMOCAP under %s: %d utterances of the 4 classes, where the full release has %d: a "
-                       "modified or partial copy? Published numbers are on the %d.", root, len(rows),
-                       FULL_RELEASE_UTTERANCES, FULL_RELEASE_UTTERANCES)
+    expected, what = (FULL_RELEASE_RATED, "rated utterances") if every_rated else (FULL_RELEASE_UTTERANCES,
+                                                                                  "utterances of the 4 classes")
+    if sessions == set(range(1, SESSIONS + 1)) and len(rows) != expected:
+        logger.warning("IEMOCAP under %s: %d %s, where the full release has %d: a modified or partial copy? "
+                       "Published numbers are on the %d.", root, len(rows), what, expected, expected)
     logger.info("IEMOCAP: %d utterances (%s); excluded by label: %s", len(rows),
                 ", ".join(f"{label} {n}" for label, n in Counter(r["label"] for r in rows).most_common()),
                 ", ".join(f"{code} {n}" for code, n in sorted(excluded.items())) or "none")

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 from ser_hf.corpora.files import AUDIO_EXTENSIONS
-from ser_hf.errors import SPEAKER_LEAK_WARNING, UsageError, sample_text
+from ser_hf.errors import SPEAKER_LEAK_WARNING, UsageError, count, sample_text
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +117,11 @@ def load_manifest(
     n_labels = len({row["label"] for row in rows})
     if speaker_column is not None:
         n_speakers = len({row["speaker"] for row in rows if row["speaker"] is not None})
-        logger.info("Loaded %d clips, %d labels, %d speakers from %s", len(rows), n_labels, n_speakers, manifest)
+        logger.info("Loaded %s, %s, %s from %s", count(len(rows), "clip"), count(n_labels, "label"),
+                    count(n_speakers, "speaker"), manifest)
     else:
-        logger.info("Loaded %d clips, %d labels, no speaker column from %s", len(rows), n_labels, manifest)
+        logger.info("Loaded %s, %s, no speaker column from %s", count(len(rows), "clip"), count(n_labels, "label"),
+                    manifest)
     return rows
 
 

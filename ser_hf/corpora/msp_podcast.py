@@ -63,8 +63,12 @@ def _audio_folder(root: Path) -> Path:
     raise FileNotFoundError(f"MSP-Podcast: no Audios/ (nor Audio/) folder under {root}")
 
 
-def load_msp_podcast(data_dir) -> Rows:
+def load_msp_podcast(data_dir, every_rated=False) -> Rows:
     """Rows of the 8-class task with the release's own split (`split`: train, validation, test, test2, test3).
+
+    O (other) and X (no agreement) are left out and counted, unless `every_rated` (`--task dimensional`): every
+    segment has arousal / valence / dominance ratings, and the attribute task uses them all (the code is the label,
+    which that task does not read).
 
     Raises:
         FileNotFoundError: no label file or audio folder, or listed audio missing.
@@ -84,7 +88,7 @@ def load_msp_podcast(data_dir) -> Rows:
         if ours is None:
             raise UsageError(f"{label_file}: Split_Set {split!r} of {name} is none of Train, Development, Test1, "
                              "Test2, Test3")
-        label = MSP_PODCAST_CODES.get(code)
+        label = MSP_PODCAST_CODES.get(code) or (code if every_rated else None)
         if label is None:
             excluded[f"{code} ({'other' if code == 'O' else 'no agreement' if code == 'X' else 'unknown code'})"] += 1
             continue

@@ -85,6 +85,8 @@ class CorpusSpec:
         protocol: one sentence the model card gives on the corpus's evaluation protocol and its published numbers.
         fold_splits: `fold_splits(data_args, fold) -> {"train", "test"[, "validation"]}: rows`, for a corpus whose
             folds are lists of files rather than speakers (EmoBox's jsonl files); None otherwise.
+        load_rated: `load` for `--task dimensional`: every clip with ratings, whatever its category (IEMOCAP's
+            10039 utterances rather than the 4-class task's 5531); None: `load` gives them.
     """
 
     name: str
@@ -103,6 +105,7 @@ class CorpusSpec:
     official_splits: bool = False
     protocol: str | None = None
     fold_splits: Callable[[Any, int], dict] | None = None
+    load_rated: Callable[[Any], tuple[list[dict], list[str]]] | None = None
 
     def __post_init__(self):
         if (self.label_sets is None) != (self.default_label_set is None):
@@ -214,6 +217,14 @@ def _load_msp_podcast(data_args) -> tuple[list[dict], list[str]]:
     return load_msp_podcast(data_args.data_dir), list(MSP_PODCAST_LABELS)
 
 
+def _load_iemocap_rated(data_args) -> tuple[list[dict], list[str]]:
+    return load_iemocap(data_args.data_dir, every_rated=True), list(IEMOCAP_LABELS)
+
+
+def _load_msp_podcast_rated(data_args) -> tuple[list[dict], list[str]]:
+    return load_msp_podcast(data_args.data_dir, every_rated=True), list(MSP_PODCAST_LABELS)
+
+
 def _load_emodb(data_args) -> tuple[list[dict], list[str]]:
     return prepare_emodb(data_args.data_dir, download=data_args.download), list(EMODB_LABELS)
 
@@ -293,9 +304,11 @@ _SPECS = (
             "conversation, scripted and improvised, in a studio. The standard 4-class task (neutral, angry, sad, "
             "happy with excited merged into happy) keeps 5531 of the ~10k utterances: those whose annotators agreed "
             "on one of these classes; frustration, surprise, fear, disgust and the utterances without agreement "
-            "are left out, so the task is easier than the conversations it comes from. " + _ACTED_SPEECH
+            "are left out, so the task is easier than the conversations it comes from (--task dimensional keeps "
+            "all 10039 rated utterances). " + _ACTED_SPEECH
         ),
         load=_load_iemocap,
+        load_rated=_load_iemocap_rated,
         dimension_range=IEMOCAP_DIMENSION_RANGE,
         folds=session_folds,
         n_folds=SESSIONS,
@@ -315,9 +328,10 @@ _SPECS = (
         limitations=(
             "Trained and evaluated on MSP-Podcast: segments of English podcasts, natural (not acted) speech labelled "
             "by crowd-sourced listeners, with many more neutral than emotional segments; O (other) and X (no "
-            "agreement) segments are left out. Speakers marked Unknown may appear in more than one split."
+            "agreement) segments are left out (kept by --task dimensional: they have ratings). Speakers marked Unknown may appear in more than one split."
         ),
         load=_load_msp_podcast,
+        load_rated=_load_msp_podcast_rated,
         dimension_range=MSP_PODCAST_DIMENSION_RANGE,
         official_splits=True,
         protocol=(

@@ -150,17 +150,20 @@ def _check_fold_scheme(data_args):
                          "folds (drop --fold_seed)")
 
 
-def load_corpus(data_args):
+def load_corpus(data_args, task="emotion"):
     """Find, download or generate a whole corpus and return its metadata rows and label set.
 
     Args:
         data_args: `DataArguments`; `data_args.corpus` picks the corpus in the registry (`ser_hf.corpora`).
+        task: `--task`; "dimensional" loads every clip with ratings where the corpus's task keeps fewer
+            (`CorpusSpec.load_rated`).
 
     Returns:
         (rows: dicts with at least path and label, and speaker/gender where the corpus has them;
          label_names in id order, fixed by code for the known corpora)
     """
-    return get_corpus(data_args.corpus).load(data_args)
+    spec = get_corpus(data_args.corpus)
+    return (spec.load_rated if task == "dimensional" and spec.load_rated else spec.load)(data_args)
 
 
 @dataclass
@@ -229,7 +232,7 @@ def prepare_splits(data_args, corpus=None, task="emotion"):
             check_label_count([row for rows in splits.values() for row in rows], data_args.train_manifest)
         return _for_task(PreparedSplits(splits, labels_from_rows(splits["train"]), names, protocol,
                                         _speaker_independent(splits)), data_args, task)
-    rows, label_names = corpus or load_corpus(data_args)
+    rows, label_names = corpus or load_corpus(data_args, task)
     if emotions:
         check_label_count(rows, _corpus_source(data_args))
     spec = get_corpus(data_args.corpus)

@@ -247,7 +247,7 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         UsageError: the corpus has no speakers, so no fold could be speaker-independent.
     """
     root.mkdir(parents=True, exist_ok=True)
-    corpus = load_corpus(data_args)  # once: the splits here and the SVM's folds share it
+    corpus = load_corpus(data_args, task)  # once: the splits here and the SVM's folds share it
     prepared = prepare_folds(data_args, root, corpus, task=task)
     if baseline and task == "dimensional":
         logger.info("--task dimensional: no SVM baseline (a classifier); each fold reports the MSE of predicting its "

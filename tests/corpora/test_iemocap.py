@@ -63,6 +63,16 @@ def test_four_classes_with_excited_as_happy_and_the_rest_counted(release):
     assert {r["speaker"] for r in rows} == {f"Ses0{k}{g}" for k in range(1, 6) for g in "FM"}
 
 
+def test_the_dimensional_task_keeps_every_rated_utterance_on_the_same_folds(release):
+    rows = load_iemocap(release, every_rated=True)
+    assert len(rows) == 5 * 2 * 2 * 7 and not rows.excluded  # fru and xxx too: each has its ratings
+    prepared = prepare_splits(_args(release, fold=0), task="dimensional")
+    assert sum(len(split) for split in prepared.splits.values()) == len(rows)
+    assert {row["speaker"] for row in prepared.splits["test"]} == {"Ses01F", "Ses01M"}
+    fru = next(r for r in prepared.splits["test"] if r["path"].endswith("Ses01F_impro01_F005.wav"))
+    assert fru["label"] == "fru" and fru["dimensions"] == [(2.5 - 1) / 4, 0.5, (2.5 - 1) / 4]  # A, D, V on 1-5
+
+
 def test_a_full_release_with_another_count_says_so(release, caplog):
     load_iemocap(release)
     assert "where the full release has 5531" in caplog.text

@@ -211,3 +211,10 @@ def test_load_hub_dataset_on_saved_dataset(tmp_path):
                       ).save_to_disk(str(tmp_path / "saved"))
     dataset, labels = load_hub_dataset(str(tmp_path / "saved"), speaker_column="spk")
     assert labels == ["angry", "sad"] and dataset.num_rows == 3
+
+
+def test_the_load_line_counts_in_the_right_number(tmp_path, caplog):
+    manifest = _csv(tmp_path / "m.csv", ["path", "label", "speaker"], [(_wav(tmp_path / "a.wav"), "calm", "s1")])
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        load_manifest(manifest)
+    assert "Loaded 1 clip, 1 label, 1 speaker from" in caplog.text

@@ -20,6 +20,14 @@ def test_both_release_layouts_give_the_same_rows(tmp_path, old_layout):
     assert (happy["label"], happy["speaker"], happy["split"], happy["arousal"]) == ("happy", "msp1", "train", 2.0)
 
 
+def test_the_dimensional_task_keeps_o_and_x_segments(tmp_path):
+    kept = make_msp_podcast_tree(tmp_path)
+    prepared = prepare_splits(DataArguments(corpus="msp_podcast", data_dir=str(tmp_path)), task="dimensional")
+    assert sum(len(rows) for rows in prepared.splits.values()) == sum(len(names) for names in kept.values()) + 12
+    other = next(r for r in prepared.splits["test"] if r["path"].endswith("MSP-PODCAST_0005_0008.wav"))
+    assert other["label"] == "O" and other["dimensions"] == [(2 - 1) / 6, (3.5 - 1) / 6, (4 - 1) / 6]
+
+
 def test_the_releases_splits_are_the_runs_splits(tmp_path):
     kept = make_msp_podcast_tree(tmp_path)
     prepared = prepare_splits(DataArguments(corpus="msp_podcast", data_dir=str(tmp_path)))

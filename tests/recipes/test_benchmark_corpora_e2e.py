@@ -99,3 +99,16 @@ def test_emobox_cross_validation_on_its_own_fold_files_in_emobox_form(tmp_path):
     card = (out / "fold_0" / "README.md").read_text()
     assert "EmoBox fold_1: trained on its train file, the validation split is 1 of its 3 training speakers" in card
     assert "NOT speaker-independent" in card
+
+
+def test_iemocap_dimensional_rates_every_utterance_of_the_held_out_session(tmp_path):
+    tree = tmp_path / "corpus"
+    make_iemocap_tree(tree)
+    out = tmp_path / "avd"
+    _run_sh("iemocap", tree, out, "--task", "dimensional", fold=0)
+    results = json.loads((out / "ser_results.json").read_text())
+    assert {"ccc", "ccc_arousal", "baseline_mse"} <= set(results["test"])
+    with open(out / "predictions_test.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 7 and {row["speaker"] for row in rows} == {"Ses01F", "Ses01M"}  # fru, xxx too
+    assert json.loads((out / "config.json").read_text())["problem_type"] == "regression"
