@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from ser_hf.errors import UsageError
+from ser_hf.errors import UsageError, WriteFailed
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -89,8 +89,9 @@ def command(log_level=logging.INFO):
 
     A `UsageError` (a typo, a value outside its choices, a contradiction) or a `FileNotFoundError` (a corpus,
     manifest or model folder not where it was said to be; the loaders' messages name the path and the fix) is
-    printed as `PROG: error: MESSAGE` and the command returns 2. Anything else is a bug or an environment failure
-    and keeps its traceback.
+    printed as `PROG: error: MESSAGE` and the command returns 2; a `WriteFailed` (a full disk, a quota, an I/O
+    error while we wrote) the same way with code 1. Anything else is a bug or an environment failure and keeps its
+    traceback.
 
     Args:
         log_level: the level of ser_hf's own loggers (WARNING for commands whose output is a table on stdout).
@@ -105,6 +106,10 @@ def command(log_level=logging.INFO):
                 except (UsageError, FileNotFoundError) as err:
                     print(f"{prog or 'ser-hf'}: error: {err}", file=sys.stderr)
                     return 2
+                except WriteFailed as err:  # the disk, not the arguments: its traceback only in the debug log
+                    logging.getLogger("ser_hf").debug("write failed", exc_info=True)
+                    print(f"{prog or 'ser-hf'}: error: {err}", file=sys.stderr)
+                    return 1
 
         return wrapper
 

@@ -18,6 +18,15 @@ class UsageError(ValueError):
     and exit with code 2 (`ser_hf.console.command`)."""
 
 
+class WriteFailed(OSError):
+    """A write of ours ran out of space (ENOSPC, EDQUOT) or hit an I/O error: the commands print it as one line,
+    naming what was being written, where, and how to go on, and exit with code 1 (`ser_hf.console.command`)."""
+
+
+# errno values that mean the storage, not our code, failed a write: full, over quota, or an I/O error.
+STORAGE_ERRNOS = (28, 122, 5)  # ENOSPC, EDQUOT (Linux), EIO
+
+
 def sample_text(items, n: int = _SHOW) -> str:
     """The first `n` items joined with ", ", then "... and N more": error messages stay short on big corpora.
 

@@ -10,6 +10,7 @@ A single undecodable, truncated or NaN file otherwise kills (or silently poisons
 """
 
 import json
+import logging
 import os
 import re
 import struct
@@ -23,7 +24,9 @@ from tqdm import tqdm
 
 from ser_hf.corpora.files import LFS_SIGNATURE
 from ser_hf.data.audio import MIN_SAMPLES, SAMPLE_RATE
-from ser_hf.errors import count
+from ser_hf.errors import STORAGE_ERRNOS, count
+
+logger = logging.getLogger(__name__)
 
 REASONS = ("unreadable", "empty", "truncated", "too_short", "non_finite", "silent", "too_long")
 _CACHE_VERSION = 1  # bump when the classification rules change, so old caches are ignored
@@ -202,10 +205,8 @@ def scan_files(paths, min_samples=MIN_SAMPLES, max_seconds=30.0, workers=None, c
     results, stamps, todo = {}, {}, []
     for p in paths:
         key, stamps[p] = os.path.abspath(p), _stamp(p)
-        entry = cached.get(key)
-        if stamps[p] and entry and {k: entry[k] for k in ("size", "mtime_ns")} == stamps[p]:
-            results[p] = ScanResult(**{**entry["result"], "path": p})
-        else:
+        results[p] = _reuse(cached.get(key), stamps[p], p)
+        if results[p] is None:
             todo.append(p)
     workers = workers or os.cpu_count() or 1
     # No bar when the cache answered for every file: an empty "0file" bar says nothing.
@@ -225,11 +226,33 @@ def scan_files(paths, min_samples=MIN_SAMPLES, max_seconds=30.0, workers=None, c
         for p in todo:
             if stamps[p]:
                 cached[os.path.abspath(p)] = {**stamps[p], "result": asdict(results[p])}
-        tmp = Path(f"{cache_path}.tmp{os.getpid()}")
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps({"version": _CACHE_VERSION, "params": params, "files": cached}))
-        os.replace(tmp, cache_path)  # atomic: an interrupted scan never leaves a half-written cache
+        _save_cache(cache_path, {"version": _CACHE_VERSION, "params": params, "files": cached})
     return {p: results[p] for p in paths}
+
+
+def _reuse(entry, stamp, path):
+    """The cached result of `path` when its entry is intact and the file unchanged, else None (scan it again)."""
+    try:
+        if stamp and entry and {k: entry[k] for k in ("size", "mtime_ns")} == stamp:
+            return ScanResult(**{**entry["result"], "path": path})
+    except (KeyError, TypeError):  # an entry damaged by hand or by a foreign writer: only costs a rescan
+        pass
+    return None
+
+
+def _save_cache(cache_path, blob):
+    """Write the scan cache atomically; a full disk only costs the next run a rescan (a warning, no error)."""
+    tmp = Path(f"{cache_path}.tmp{os.getpid()}")
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(blob))
+        os.replace(tmp, cache_path)  # atomic: an interrupted scan never leaves a half-written cache
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno not in STORAGE_ERRNOS:
+            raise
+        logger.warning("Could not save the audio scan's cache %s (%s): the next run scans again", cache_path,
+                       os.strerror(err.errno))
 
 
 def partition_rows(rows, results, path_key="path"):
