@@ -204,7 +204,9 @@ print(path); print(f"true label: {true}; the model gets {n_right} of the {n} hel
     "$PY" recipes/compare.py "$@"
     ;;
   test)
-    setup espeak-ng chromium chromedriver:chromium-driver
+    # postgresql: the server of the shared-study tests (initdb/pg_ctl live off PATH, in /usr/lib/postgresql/*/bin;
+    # Debian's server package brings pg_ctlcluster onto PATH, so that is what is checked)
+    setup espeak-ng chromium chromedriver:chromium-driver pg_ctlcluster:postgresql
     export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
     "$PY" -m pytest tests "$@"
     ;;

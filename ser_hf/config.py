@@ -19,6 +19,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from ser_hf.console import did_you_mean, read_overrides
 from ser_hf.errors import UsageError
+from ser_hf.storage import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -250,8 +251,13 @@ class DataArguments:
     )
     audio_cache: bool = field(
         default=True,
-        metadata={"help": "Decode and resample every clip once into <data_dir>/.ser_hf_audio_cache (16 kHz float32, "
+        metadata={"help": "Decode and resample every clip once into .ser_hf_audio_cache (see cache_dir; 16 kHz float32, "
                   "about 230 MB per hour of audio) and read those arrays every epoch; false decodes every epoch."},
+    )
+    cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder for the scan, audio and probe caches, a subfolder per corpus (default: "
+                  "$SER_HF_CACHE, else beside the corpus)."},
     )
     unlabeled_dir: str | None = field(
         default=None,
@@ -690,5 +696,5 @@ def write_config(values, path, header=""):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     comment = "".join(f"# {line}\n" if line else "#\n" for line in header.splitlines())
-    path.write_text(comment + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
+    write_text_atomic(path, comment + yaml.safe_dump(values, sort_keys=False, default_flow_style=None))
     return path

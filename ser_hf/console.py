@@ -13,12 +13,14 @@ import functools
 import logging
 import os
 import sys
+import traceback
 import warnings
 from dataclasses import dataclass
 
 import yaml
 
 from ser_hf.errors import UsageError, WriteFailed
+from ser_hf.storage import is_storage_failure, storage_cause
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -90,8 +92,9 @@ def command(log_level=logging.INFO):
     A `UsageError` (a typo, a value outside its choices, a contradiction) or a `FileNotFoundError` (a corpus,
     manifest or model folder not where it was said to be; the loaders' messages name the path and the fix) is
     printed as `PROG: error: MESSAGE` and the command returns 2; a `WriteFailed` (a full disk, a quota, an I/O
-    error while we wrote) the same way with code 1. Anything else is a bug or an environment failure and keeps its
-    traceback.
+    error while we wrote) the same way with code 1, and so is any other exception that is the storage failing a
+    library's write (`storage.is_storage_failure`), with the traceback only when SER_HF_VERBOSE=1. Anything else is
+    a bug or an environment failure and keeps its traceback.
 
     Args:
         log_level: the level of ser_hf's own loggers (WARNING for commands whose output is a table on stdout).
@@ -106,14 +109,26 @@ def command(log_level=logging.INFO):
                 except (UsageError, FileNotFoundError) as err:
                     print(f"{prog or 'ser-hf'}: error: {err}", file=sys.stderr)
                     return 2
-                except WriteFailed as err:  # the disk, not the arguments: its traceback only in the debug log
-                    logging.getLogger("ser_hf").debug("write failed", exc_info=True)
-                    print(f"{prog or 'ser-hf'}: error: {err}", file=sys.stderr)
-                    return 1
+                except WriteFailed as err:  # the disk, not the arguments
+                    return _write_failure(prog, str(err))
+                except Exception as err:
+                    if not is_storage_failure(err):
+                        raise
+                    # A library's own write (the Trainer's state, a plot) failed on a full disk: still one line.
+                    return _write_failure(prog, f"a write failed ({storage_cause(err)}). Free space and rerun the "
+                                                "same command (a training run: with --resume true)")
 
         return wrapper
 
     return decorate
+
+
+def _write_failure(prog, message):
+    """Print a storage failure as one line (its traceback too with SER_HF_VERBOSE=1) and return exit code 1."""
+    if verbose():
+        traceback.print_exc()
+    print(f"{prog or 'ser-hf'}: error: {message}", file=sys.stderr)
+    return 1
 
 
 def did_you_mean(name, known):

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import subprocess
+import uuid
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from transformers import (
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.pop("SER_HF_CACHE", None)  # a user's shared cache folder must not change where the tests look
 
 from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.labels import RAVDESS_EMOTIONS
@@ -449,3 +452,19 @@ def make_emobox_tree(root, dataset="mycorpus", folds=(("sp1", "sp2", "sp3"), ("s
             (fold / f"{dataset}_{split}_fold_{n}.jsonl").write_text("".join(json.dumps(lines[k]) + "\n" for k in keys))
     (data / "fold_1" / f"{dataset}_train_fold1.jsonl").write_text("the old format: not read\n")
     return root, data, utterances
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MB tmpfs: a real disk that fills up. Mounting needs root (or a user namespace)."""
+    mount = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({made.stderr.decode().strip()}); the injected-ENOSPC tests cover it")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# A private PostgreSQL server for the shared-study tests (tests/postgres.py): `postgres_server`, `postgres_url`.
+from tests.postgres import postgres_server, postgres_url  # noqa: E402, F401

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 import ser_hf
+from ser_hf.app.limits import CACHE_SECONDS, CONCURRENCY, MAX_DURATION_S, MAX_UPLOAD_MB, QUEUE_SIZE
 
 # The pair datasets/torchcodec decode audio with (requirements.txt): newer torchcodec wheels need CUDA libraries.
 PINNED = ("torch", "torchcodec")
@@ -29,16 +30,20 @@ import os
 from pathlib import Path
 
 from ser_hf.app.demo_app import build_app
+from ser_hf.app.limits import upload_bytes
 from ser_hf.inference.classify import load_classifier
 
 MODEL = os.environ.get("SER_HF_MODEL", {model_id!r})
 EXAMPLES = sorted((Path(__file__).parent / "examples").glob("*.wav"))
 
+# Anyone can upload to a public Space: what one request may cost is bounded (ser_hf/app/limits.py).
 demo = build_app(load_classifier(MODEL), examples=EXAMPLES, top_k={top_k!r}, window_seconds={window_seconds!r},
-                 overlap_seconds={overlap_seconds!r}, silence_dbfs={silence_dbfs!r}, title={title!r})
+                 overlap_seconds={overlap_seconds!r}, silence_dbfs={silence_dbfs!r}, title={title!r}, vad={vad!r},
+                 max_duration_s={max_duration_s!r}, queue_size={queue_size!r}, concurrency={concurrency!r},
+                 cache_seconds={cache_seconds!r})
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(max_file_size=upload_bytes({max_upload_mb!r}))
 '''
 
 _README_TEMPLATE = """---
@@ -81,14 +86,18 @@ def space_requirements():
 
 
 def export_space(out_dir, model_id, examples=(), top_k=3, window_seconds=2.0, overlap_seconds=1.0,
-                 silence_dbfs=-50.0, title="Speech emotion recognition"):
+                 silence_dbfs=-50.0, title="Speech emotion recognition", vad=True, max_duration_s=MAX_DURATION_S,
+                 max_upload_mb=MAX_UPLOAD_MB, queue_size=QUEUE_SIZE, concurrency=CONCURRENCY,
+                 cache_seconds=CACHE_SECONDS):
     """Write a ready Hugging Face Space folder for `model_id`.
 
     Args:
         out_dir: the Space folder (created; files the export writes are replaced, others left alone).
         model_id: the model's Hub id (owner/name) the Space loads.
         examples: audio files copied into `examples/` and offered in the app.
-        top_k, window_seconds, overlap_seconds, silence_dbfs, title: the app's settings (`build_app`).
+        top_k, window_seconds, overlap_seconds, silence_dbfs, title, vad, max_duration_s, queue_size, concurrency,
+            cache_seconds: the app's settings (`build_app`).
+        max_upload_mb: the largest upload the Space takes (`launch(max_file_size=...)`).
 
     Returns:
         list of Path written (files, and the `ser_hf` folder).
@@ -98,7 +107,9 @@ def export_space(out_dir, model_id, examples=(), top_k=3, window_seconds=2.0, ov
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     settings = dict(model_id=model_id, top_k=top_k, window_seconds=window_seconds, overlap_seconds=overlap_seconds,
-                    silence_dbfs=silence_dbfs, title=title)
+                    silence_dbfs=silence_dbfs, title=title, vad=vad, max_duration_s=max_duration_s,
+                    max_upload_mb=max_upload_mb, queue_size=queue_size, concurrency=concurrency,
+                    cache_seconds=cache_seconds)
     written = [out / "app.py", out / "README.md", out / "requirements.txt", out / "packages.txt", out / "ser_hf"]
     written[0].write_text(_APP_TEMPLATE.format(**settings))
     written[1].write_text(_README_TEMPLATE.format(gradio_version=gradio.__version__, **settings))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ser_hf.commands.options import CommandParser
 from ser_hf.console import command
+from ser_hf.storage import write_text_atomic
 
 
 def build_parser(prog=None):
@@ -54,7 +55,7 @@ def main(argv=None, prog="recipes/benchmark.py"):
 
         report = {"command": shown, "scale": measure_scale(args.scale, args.scale_dir)}
         print(scale_markdown(report["scale"], project_hours=100))
-        Path(args.output).write_text(json.dumps(report, indent=2))
+        write_text_atomic(Path(args.output), json.dumps(report, indent=2))
         return 0
     from ser_hf.experiments.benchmark import run_benchmark  # parsed: now the training stack
 

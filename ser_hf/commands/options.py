@@ -37,6 +37,13 @@ class CommandParser(argparse.ArgumentParser):
         raise UsageError(f"{message}{hint}; `{self.prog} --help` lists the options")
 
 
+def true_false(text):
+    """An argparse type for `--flag true|false`, written out as the config fields are (no abbreviations)."""
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
 def check_field_options(passthrough, fields, parser):
     """Refuse, before any work, an option that is neither the command's own nor a recipe field it passes on.
 

@@ -3,15 +3,19 @@
 Usage:
     python recipes/predict.py MODEL_DIR_OR_HUB_ID FILE_OR_FOLDER [...] [--top_k 3] [--output preds.csv|preds.json]
         [--chunk_seconds 10 --chunk_overlap 5] [--batch_size 16] [--backend torch|onnx [--int8]]
-        [--timeline DIR [--timeline_seconds 2 --timeline_overlap 1 --silence_dbfs -50]]
+        [--timeline DIR [--timeline_seconds 2 --timeline_overlap 1 --silence_dbfs -50]] [--vad true|false]
 
 Every file gets a row: a prediction, or an error saying why (unreadable, too short, NaN/Inf audio, ...).
+A file in which the voice-activity detector (silero-vad) finds no speech (silence, hum, noise) gets the label
+"no speech detected" and no scores: the model has no such class and would name an emotion anyway. Files with speech
+get exactly the pipeline's scores. --vad false classifies every file as the model alone does.
 Files longer than --chunk_seconds are classified in overlapping windows and the probabilities averaged.
 A model trained with --task multitask (a local folder with intensity_head.safetensors) adds an intensity column.
 A --task dimensional model gives each file its arousal, dominance and valence (0-1) instead of emotions (the mean
 over the windows of a long file); --top_k does not apply and --timeline is refused.
 With --timeline DIR, each file also gets an emotion timeline (per-window predictions over time, the same window
-logic with shorter windows; quiet windows labelled "silence"): DIR/<stem>_timeline.csv, .json and .png.
+logic with shorter windows, placed over the detected speech; the time between labelled "no speech detected", quiet
+windows "silence"): DIR/<stem>_timeline.csv, .json and .png.
 Exit status 0 when at least one file was classified, 1 when none was.
 """
 
@@ -19,7 +23,7 @@ import logging
 import sys
 import time
 
-from ser_hf.commands.options import CommandParser, add_timeline_window_arguments
+from ser_hf.commands.options import CommandParser, add_timeline_window_arguments, true_false
 from ser_hf.console import command
 from ser_hf.errors import UsageError
 from ser_hf.inference.windows import check_chunking
@@ -46,6 +50,10 @@ def build_parser(prog=None):
     parser.add_argument("--timeline", metavar="DIR",
                         help="also write an emotion timeline per file: DIR/<stem>_timeline.csv, .json and .png")
     add_timeline_window_arguments(parser)
+    parser.add_argument("--vad", type=true_false, default=True,
+                        help="true: files without speech (voice-activity detector) are labelled 'no speech detected' "
+                             "instead of classified, timeline windows follow the speech; false: the model on "
+                             "everything")
     return parser
 
 
@@ -71,6 +79,7 @@ def main(argv=None, prog=None):
     # Parsed and checked: only now the inference stack (torch, transformers) is imported.
     from ser_hf.inference.classify import classify_files, collect_audio_files, load_classifier, regression_outputs
     from ser_hf.inference.intensity import add_intensity_to_rows
+    from ser_hf.inference.vad import NO_SPEECH
     from ser_hf.models.intensity_head import has_intensity_head, load_intensity_head
     from ser_hf.reporting.predictions import format_table, write_predictions
 
@@ -83,7 +92,7 @@ def main(argv=None, prog=None):
                          "model (arousal, dominance, valence values, no emotion classes): drop --timeline")
     start = time.perf_counter()
     rows = classify_files(classifier, files, top_k=args.top_k, chunk_seconds=args.chunk_seconds,
-                          chunk_overlap=args.chunk_overlap, batch_size=args.batch_size)
+                          chunk_overlap=args.chunk_overlap, batch_size=args.batch_size, vad=args.vad)
     # A --task multitask model: a second forward per file gives its intensity (the ONNX export has no intensity head).
     if args.backend == "torch" and has_intensity_head(args.model):
         add_intensity_to_rows(classifier, load_intensity_head(args.model), rows, args.chunk_seconds, args.chunk_overlap)
@@ -94,10 +103,17 @@ def main(argv=None, prog=None):
         print(f"wrote {write_predictions(rows, args.output)}")
     if args.timeline:
         _write_timelines(classifier, rows, args)
+    quiet = sum(r["label"] == NO_SPEECH and not r["error"] for r in rows)
+    if quiet:
+        print(f"{quiet} of {len(rows)} files: no speech detected, not classified (--vad false classifies them "
+              "anyway)", file=sys.stderr)
     failed = sum(bool(r["error"]) for r in rows)
     if failed:
         print(f"{failed} of {len(rows)} files could not be classified (see ERROR rows)", file=sys.stderr)
     return 1 if failed else 0
+
+
+
 
 
 def _write_timelines(classifier, rows, args):
@@ -110,7 +126,7 @@ def _write_timelines(classifier, rows, args):
         if row["error"]:
             continue
         timeline = emotion_timeline(classifier, row["path"], args.timeline_seconds, args.timeline_overlap,
-                                    args.silence_dbfs)
+                                    args.silence_dbfs, vad=args.vad)
         if timeline["error"]:
             print(f"{row['path']}: no timeline: {timeline['error']}", file=sys.stderr)
             continue

@@ -15,6 +15,9 @@ trial_<k>/ (its config.yaml; fine-tuning: its fold runs), trials.csv/.md, search
 best_config.yaml, optimization_history.png, param_importances.png and the best config's cross-validation with its
 test-fold ensemble (in the best trial's dir, trial_<k>/crossval_results.md). Rerunning the same command continues the
 study up to --n_trials finished trials; a trial interrupted by a kill or Ctrl-C is retried with its parameters.
+
+Several machines: give every worker the same command with --storage postgresql://USER:PASSWORD@HOST:PORT/DB and an
+--output_dir they all reach; they run one study of --n_trials trials between them (docs/several-machines.md).
 """
 
 import sys
@@ -33,7 +36,8 @@ def build_parser(prog=None):
                         help="finished (complete or pruned) trials the study should hold; a rerun continues to it")
     parser.add_argument("--folds", help="comma-separated validation folds of every trial (without it: all but the "
                         "test fold)")
-    parser.add_argument("--storage", help="optuna storage URL (without it: sqlite:///OUTPUT_DIR/study.db)")
+    parser.add_argument("--storage", help="optuna storage URL (without it: sqlite:///OUTPUT_DIR/study.db); "
+                        "postgresql://USER:PASSWORD@HOST:PORT/DB: one study shared by workers on several machines")
     parser.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
                         help="stop a trial whose running mean UA after a fold falls below earlier trials' (median) "
                         "or outside the best third (halving)")
@@ -44,6 +48,14 @@ def build_parser(prog=None):
                         help="cross-validate the best config at the end (its test-fold ensemble with --test_fold)")
     parser.add_argument("--baseline", choices=("true", "false"), default="true",
                         help="the final cross-validation runs the SVM baseline on the same folds")
+    parser.add_argument("--report", choices=("true", "false"), default="false",
+                        help="write the report of the study as it stands (trials, best config, its cross-validation) "
+                        "and run no trial")
+    parser.add_argument("--heartbeat_interval", type=int, default=30,
+                        help="shared study (postgresql --storage): seconds between a running trial's heartbeats")
+    parser.add_argument("--grace_period", type=int, default=120,
+                        help="shared study: seconds without a heartbeat after which a trial's worker counts as dead "
+                        "and the trial is retried (once) by another worker")
     return parser
 
 
@@ -56,6 +68,9 @@ def main(argv=None, prog=None):
         raise UsageError("give the recipe YAML whose search_space to search, e.g. recipes/configs/demo.yaml")
     if args.n_trials < 1:
         raise UsageError("--n_trials must be at least 1")
+    if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
+        raise UsageError("--heartbeat_interval must be at least 1 and --grace_period longer than it "
+                         f"(given {args.heartbeat_interval} and {args.grace_period})")
     for name in ("fold", "train_manifest"):
         if pop_option(list(passthrough), name) is not None:
             raise UsageError(f"--{name} does not apply to a search: every trial holds out each of --folds in turn")
@@ -63,12 +78,17 @@ def main(argv=None, prog=None):
 
     check_field_options(passthrough, config_fields(), parser)
     from ser_hf.experiments.search import SearchSettings, run_search
+    from ser_hf.experiments.storage_url import redact_storage_args
     from ser_hf.reporting.command import command_line
 
     settings = SearchSettings(n_trials=args.n_trials, folds=args.folds, storage=args.storage, pruner=args.pruner,
                               sampler_seed=args.sampler_seed, parallel=args.parallel, launcher=args.launcher,
-                              final_cv=args.final_cv == "true", baseline=args.baseline == "true")
-    return run_search(args.config, passthrough, settings, command_line(prog or "recipes/search.py", argv))
+                              final_cv=args.final_cv == "true", baseline=args.baseline == "true",
+                              heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
+                              report_only=args.report == "true")
+    # The command line is saved (reports, fold model cards): the database password inside --storage is hidden.
+    shown = command_line(prog or "recipes/search.py", redact_storage_args(argv))
+    return run_search(args.config, passthrough, settings, shown)
 
 
 if __name__ == "__main__":

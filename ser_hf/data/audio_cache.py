@@ -23,11 +23,13 @@ cache: a file that changes gets a new entry, and the stale one is deleted when t
     array = cache.load(paths[0])         # float32: a read-only memory map, or a copy of an int16 entry
 """
 
+import contextlib
 import errno
 import hashlib
 import logging
 import os
-import shutil
+import socket
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -35,12 +37,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ser_hf.data.audio import SAMPLE_RATE, decode_16k_mono
-from ser_hf.errors import STORAGE_ERRNOS, UsageError, WriteFailed, count, sample_text
+from ser_hf.errors import STORAGE_ERRNOS, WriteFailed, count, sample_text
+from ser_hf.storage import STALE_AFTER_S, require_free_space
 
 logger = logging.getLogger(__name__)
 
 AUDIO_CACHE_DIRNAME = ".ser_hf_audio_cache"
 _VERSION = 1  # bump when decode_16k_mono changes, so that old arrays are not reused
+_HOST = socket.gethostname()  # in temporary names: a cache on a shared disk is filled from several machines
 
 
 _PCM16 = 32768.0  # a 16-bit sample k decodes to k / 32768, exactly, in float32
@@ -83,10 +87,6 @@ def estimated_bytes(path) -> int:
     return int(info.duration * SAMPLE_RATE) * (2 if exact16 else 4) + 128
 
 
-def _mb(size):
-    return f"{size / 2**20:,.0f}" if size >= 10 * 2**20 else f"{size / 2**20:.1f}"
-
-
 def _pid_alive(pid):
     try:
         os.kill(pid, 0)
@@ -100,7 +100,7 @@ def _pid_alive(pid):
 def _write_entry(args):
     path, target = args
     array = compact(decode_16k_mono(path))
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}@{_HOST}")
     try:
         with open(tmp, "wb") as handle:
             np.save(handle, array)
@@ -189,20 +189,26 @@ class DecodedAudioCache:
         return len(todo)
 
     def _check_free_space(self, paths):
-        """Refuse, before writing anything, a fill the folder has no room for (with 5 % and 50 MB to spare)."""
+        """Refuse, before writing anything, a fill the folder has no room for."""
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        needed = sum(estimated_bytes(p) for p in paths)
-        free = shutil.disk_usage(self.cache_dir).free
-        if needed * 1.05 + 50 * 2**20 > free:
-            raise UsageError(f"the audio cache needs about {_mb(needed)} MB for {count(len(paths), 'clip')} "
-                             f"in {self.cache_dir} and {_mb(free)} MB are free: free space there, or set "
-                             "--audio_cache false (every epoch then decodes the audio again, slower)")
+        require_free_space(self.cache_dir, sum(estimated_bytes(p) for p in paths),
+                           f"the audio cache of {count(len(paths), 'clip')}",
+                           "free space there, put the caches on another disk with --cache_dir DIR, or set "
+                           "--audio_cache false (every epoch then decodes the audio again, slower)")
 
     def _remove_stale_temporaries(self):
-        """Temporary files of fills whose process is gone (killed, or failed on a full disk)."""
+        """Temporary files of fills whose process is gone (killed, or failed on a full disk).
+
+        A cache folder on a shared disk is filled by several machines: another machine's process ids mean nothing
+        here, so its temporaries are removed only once an hour old (a live writer renames its file within seconds).
+        """
         for tmp in self.cache_dir.glob("*.npy.tmp*") if self.cache_dir.is_dir() else ():
-            pid = tmp.name.rsplit(".tmp", 1)[1]
-            if not pid.isdigit() or not _pid_alive(int(pid)):
+            pid, _, host = tmp.name.rsplit(".tmp", 1)[1].partition("@")
+            if host and host != _HOST:
+                with contextlib.suppress(OSError):
+                    if time.time() - tmp.stat().st_mtime > STALE_AFTER_S:
+                        tmp.unlink()
+            elif not pid.isdigit() or not _pid_alive(int(pid)):
                 tmp.unlink(missing_ok=True)
 
     def load(self, path):

@@ -10,6 +10,7 @@ Its steps are public too, for callers that need one of them alone: `load_corpus`
 """
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -447,9 +448,23 @@ def class_counts_markdown(splits, label_names):
     return "\n".join(lines)
 
 
+CACHE_ENV = "SER_HF_CACHE"  # like HF_HOME / HF_DATASETS_CACHE: one place for every corpus's caches
+
+
 def cache_dir_for(data_args, report_dir):
-    """Where the scan and decoded-audio caches live: the corpus folder, or `report_dir` when that is read-only."""
+    """Where the scan, decoded-audio and probe caches of this corpus live.
+
+    `--cache_dir` (else $SER_HF_CACHE) holds one subfolder per corpus folder, named after it and a hash of its
+    absolute path, so that one cache folder serves several corpora and several output dirs (a read-only or shared
+    corpus is decoded once, not once per fold). Without either: the corpus folder itself, or `report_dir` (the run's
+    output dir) when the corpus folder is read-only.
+    """
     data_dir = Path(data_args.data_dir)
+    root = getattr(data_args, "cache_dir", None) or os.environ.get(CACHE_ENV)
+    if root:
+        absolute = data_dir.resolve()
+        digest = hashlib.sha1(str(absolute).encode()).hexdigest()[:12]
+        return Path(root).expanduser() / f"{absolute.name or 'root'}-{digest}"
     return data_dir if os.access(data_dir, os.W_OK) else Path(report_dir)
 
 

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from ser_hf.corpora.files import LFS_SIGNATURE
 from ser_hf.data.audio import MIN_SAMPLES, SAMPLE_RATE
-from ser_hf.errors import STORAGE_ERRNOS, count
+from ser_hf.errors import WriteFailed, count
+from ser_hf.storage import write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -242,17 +243,11 @@ def _reuse(entry, stamp, path):
 
 def _save_cache(cache_path, blob):
     """Write the scan cache atomically; a full disk only costs the next run a rescan (a warning, no error)."""
-    tmp = Path(f"{cache_path}.tmp{os.getpid()}")
     try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(blob))
-        os.replace(tmp, cache_path)  # atomic: an interrupted scan never leaves a half-written cache
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        if err.errno not in STORAGE_ERRNOS:
-            raise
+        write_text_atomic(cache_path, json.dumps(blob))
+    except WriteFailed as err:
         logger.warning("Could not save the audio scan's cache %s (%s): the next run scans again", cache_path,
-                       os.strerror(err.errno))
+                       os.strerror(err.__cause__.errno) if getattr(err.__cause__, "errno", None) else err.__cause__)
 
 
 def partition_rows(rows, results, path_key="path"):
@@ -347,7 +342,7 @@ def write_data_report(report, path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str))
+    write_text_atomic(path, json.dumps(report, indent=2, default=str))
     return path
 
 

@@ -32,6 +32,7 @@ from ser_hf.experiments.throughput import (
     measure_training,
     synthetic_ravdess,
 )
+from ser_hf.storage import write_text_atomic
 
 logger = logging.getLogger("ser_hf")
 
@@ -166,7 +167,7 @@ def run_benchmark(args, command, generate_data=False):
     if "infer" not in args.skip:
         report["inference"] = _inference(model_args, prepared.label_names, paths[: args.infer_clips],
                                          onnx="onnx" not in args.skip)
-    Path(args.output).write_text(json.dumps(report, indent=2))
+    write_text_atomic(Path(args.output), json.dumps(report, indent=2))
     print(f"\nwrote {args.output}")
     return report
 

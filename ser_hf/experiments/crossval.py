@@ -40,6 +40,7 @@ from ser_hf.reporting.crossval_report import write_crossval_report
 from ser_hf.reporting.dimensional_report import write_dimensional_predictions_csv
 from ser_hf.reporting.pseudo_report import pseudo_crossval_markdown, pseudo_crossval_summary
 from ser_hf.reporting.results import write_predictions_csv
+from ser_hf.storage import write_text_atomic
 from ser_hf.training.checkpoints import latest_intact_checkpoint
 from ser_hf.training.probe import head_model_args, prefill_probe_cache
 
@@ -71,6 +72,18 @@ def _threads_per_run(parallel):
     return str(max(1, (os.cpu_count() or 1) // parallel))
 
 
+def _error_line(log_path):
+    """": <the fold's one-line error>" (a full disk, a bad option) from the end of its log, or ""."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 8192))
+            tail = log.read().decode(errors="replace")
+    except OSError:
+        return ""
+    errors = [line.split(": error: ", 1)[1] for line in tail.splitlines() if ": error: " in line]
+    return f": {errors[-1]}" if errors else ""
+
+
 def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None):
     """Train every unfinished fold; finished folds are kept as they are.
 
@@ -85,7 +98,7 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None
         command: the cross-validation command, shown on each fold's model card (unless run.sh set one).
 
     Returns:
-        {fold: "finished" | "skipped" | "failed (exit N, see LOG)"}.
+        {fold: "finished" | "skipped" | "failed (exit N[: its one-line error], see LOG)"}.
     """
     logs = Path(root) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -124,7 +137,7 @@ def run_folds(config, args, folds, root, parallel=1, launcher=None, command=None
                 code = subprocess.run(argv, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
         with lock:
             status[k] = "finished" if code == 0 and fold_finished(fold_dir(root, k)) else \
-                f"failed (exit {code}, see {log_path})"
+                f"failed (exit {code}{_error_line(log_path)}, see {log_path})"
             logger.info("fold %d: %s", k, status[k])
 
     with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
@@ -202,7 +215,7 @@ def _cached_svm(data_args, folds, root, corpus):
     missing = [k for k in folds if k not in baseline]
     if missing:
         baseline.update(svm_on_folds(data_args, missing, root, workers=data_args.scan_workers, corpus=corpus))
-        cached.write_text(json.dumps(baseline, indent=2))
+        write_text_atomic(cached, json.dumps(baseline, indent=2))
     return baseline
 
 
@@ -283,7 +296,7 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
     pseudo = pseudo_crossval_summary({k: fold_dir(root, k) for k in fold_results})
     if pseudo is not None:  # --unlabeled_dir / --pseudo_pool_fold: each fold's round 0 beside its final round
         report["pseudo_labels"] = pseudo
-        (root / "pseudo_crossval.md").write_text(pseudo_crossval_markdown(pseudo) + "\n")
+        write_text_atomic(root / "pseudo_crossval.md", pseudo_crossval_markdown(pseudo) + "\n")
     write_crossval_report(root, report)
     return report, status
 

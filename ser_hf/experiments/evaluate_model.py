@@ -40,6 +40,7 @@ from ser_hf.reporting.dimensional_report import (
 from ser_hf.reporting.intensity_report import collapsed_emotions_summary_lines, intensity_summary_lines
 from ser_hf.reporting.plots import plot_confusion_matrix, plot_dimension_scatter, plot_reliability_diagram
 from ser_hf.reporting.results import results_table, write_split_outputs
+from ser_hf.storage import write_text_atomic
 from ser_hf.training.multitask import with_intensity_ids
 
 logger = logging.getLogger("ser_hf")
@@ -162,7 +163,7 @@ def evaluate_model(model_dir, data_args, split="all", output_dir=None, batch_siz
     if seen:
         for metrics in results.values():
             metrics["seen_speakers"] = seen  # in every output, not only the log
-    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    write_text_atomic(output_dir / RESULTS_FILE, json.dumps(results, indent=2))
     table = (dimensional_results_table if task == "dimensional" else results_table)(results, model_dir)
     print("\n".join([split_name, table, *intensity_summary_lines(results), *collapsed_emotions_summary_lines(results)]))
     print(f"wrote {output_dir}")

@@ -4,11 +4,16 @@ the report and the best config's cross-validation.
     run_search(config, overrides, SearchSettings(n_trials=20, test_fold=None, ...), command)
 
 The space and the trial configs are `ser_hf.experiments.search_space`, the study `ser_hf.experiments.study`, what a
-trial runs `ser_hf.experiments.search_objectives`; the report files `ser_hf.reporting.search_report`.
+trial runs `ser_hf.experiments.search_objectives`; the report files `ser_hf.reporting.search_report`. With a
+PostgreSQL `--storage`, any number of workers (the same command on several machines, one output dir they all reach)
+run one study between them: `ser_hf.experiments.shared_study`.
 """
 
 import dataclasses
 import logging
+import os
+import socket
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +32,25 @@ from ser_hf.experiments.search_space import (
     parse_search_space,
     trial_config,
 )
-from ser_hf.experiments.study import best_trial, default_storage, finished_trials, open_study, recover_killed_trials
+from ser_hf.experiments.shared_study import (
+    Heartbeat,
+    fold_launcher,
+    open_shared_study,
+    report_once,
+    run_shared_trials,
+    worker_seed,
+)
+from ser_hf.experiments.storage_url import is_shared, redact_url, storage_url
+from ser_hf.experiments.study import (
+    STUDY_NAME,
+    best_trial,
+    check_setup,
+    default_storage,
+    finished_trials,
+    make_pruner,
+    open_study,
+    recover_killed_trials,
+)
 from ser_hf.reporting.search_report import (
     BEST_CONFIG,
     plot_search,
@@ -57,6 +80,8 @@ class SearchSettings:
         parallel, launcher: how fine-tuning folds start (as `ser-hf cv`).
         final_cv: cross-validate the best config at the end (its test-fold ensemble with --test_fold).
         baseline: the final cross-validation runs the SVM baseline on the same folds.
+        heartbeat_interval, grace_period: a shared study's heartbeats (`ser_hf.experiments.shared_study.Heartbeat`).
+        report_only: write the report of the study as it stands and run no trial.
     """
 
     n_trials: int = 20
@@ -68,6 +93,9 @@ class SearchSettings:
     launcher: str | None = None
     final_cv: bool = True
     baseline: bool = True
+    heartbeat_interval: int = Heartbeat.interval
+    grace_period: int = Heartbeat.grace
+    report_only: bool = False
 
 
 def _run_trials(study, objective, n_trials):
@@ -123,27 +151,84 @@ def run_search(config, overrides, settings, command):
         raise UsageError(f"{config} has no {key}: add one (recipes/configs/demo.yaml has both kinds)")
     params = parse_search_space(base[key], f"{config}: {key}", probe=probe)
     root = Path(root_arg or f"{training_args.output_dir.rstrip('/')}_search")
+    shared = is_shared(settings.storage)
+    if shared:
+        storage_url(settings.storage)  # a URL that cannot be shared is refused before any data work
+    setup = {"mode": "probe" if probe else "fine-tune", "folds": folds, "test_fold": data_args.test_fold,
+             "space": base[key], "config": {k: v for k, v in base.items() if k not in ("output_dir", "search_space",
+                                                                                    "probe_search_space")}}
+    first_trial = (config_defaults(base, params), {"config_defaults": True})  # the reference every trial beats
+    # One search per output dir on one machine (a trial left RUNNING was killed); a shared study's workers all
+    # write into the same output dir, each under its own dirs, and coordinate through the database instead.
+    with nullcontext() if shared else OutputDirLock(root):
+        # What each worker prepares for itself (the scan report, the space's check file) goes to its own dir.
+        work_dir = root / "workers" / _worker_slug() if shared else root
+        work_dir.mkdir(parents=True, exist_ok=True)
+        check_space_values(base, params, work_dir)
+        study = _open_search_study(settings, root, setup, first_trial, shared)
 
-    with OutputDirLock(root):  # one search per output dir: a trial left RUNNING was killed
-        check_space_values(base, params, root)
-        setup = {"mode": "probe" if probe else "fine-tune", "folds": folds, "test_fold": data_args.test_fold,
-                 "space": base[key], "config": {k: v for k, v in base.items() if k not in ("output_dir",
-                                                                                     "search_space",
-                                                                                     "probe_search_space")}}
-        storage = settings.storage or default_storage(root)
-        study = open_study(storage, setup, seed=settings.sampler_seed, pruner=settings.pruner)
-        recover_killed_trials(study)
-        if not study.trials:  # the first trial is the config as it is: the reference every trial is compared with
-            study.enqueue_trial(config_defaults(base, params), user_attrs={"config_defaults": True})
+        def report():
+            return _report(study, base, params, folds, data_args, root, command, settings, probe)
+
+        if settings.report_only:
+            return _report_now(study, report, shared)
         if probe:
             objective = ProbeObjective(root, base, params, folds,
-                                       prepare_probe_folds(model_args, data_args, training_args, folds, root))
+                                       prepare_probe_folds(model_args, data_args, training_args, folds, work_dir))
         else:
-            prepare_folds(dataclasses.replace(data_args, fold=folds[0]), root)  # once, before parallel folds
+            prepare_folds(dataclasses.replace(data_args, fold=folds[0]), work_dir)  # once, before parallel folds
             objective = FineTuneObjective(root, base, params, folds, parallel=settings.parallel,
-                                          launcher=settings.launcher, command=command)
-        completed = _run_trials(study, objective, settings.n_trials)
-        return _report(study, base, params, folds, data_args, root, command, settings, probe) if completed else 1
+                                          launcher=fold_launcher(settings.launcher) if shared else settings.launcher,
+                                          command=command)
+        if not shared:
+            return report() if _run_trials(study, objective, settings.n_trials) else 1
+        if not run_shared_trials(study, objective, settings.n_trials, catch=(TrialFailed,),
+                                 max_failures=MAX_FAILURES_IN_A_ROW):
+            return 1
+        code = report_once(study, len(finished_trials(study)), report)
+        if code is None:
+            print(f"the study's {settings.n_trials} trials are finished; another worker writes (or wrote) the report "
+                  f"in {root}")
+        return code or 0
+
+
+def _open_search_study(settings, root, setup, first_trial, shared):
+    """The study: shared (joined or created under its setup lock), or this output dir's own (killed trials queued
+    again: only one search runs here). A new study starts with `first_trial` queued."""
+    if shared:
+        heartbeat = Heartbeat(settings.heartbeat_interval, settings.grace_period)
+        return open_shared_study(settings.storage, STUDY_NAME, setup, check_setup, _shared_sampler(settings),
+                                 make_pruner(settings.pruner), heartbeat, first_trial=first_trial)
+    study = open_study(settings.storage or default_storage(root), setup, seed=settings.sampler_seed,
+                       pruner=settings.pruner)
+    recover_killed_trials(study)
+    if not study.trials:
+        study.enqueue_trial(first_trial[0], user_attrs=first_trial[1])
+    return study
+
+
+def _worker_slug():
+    """HOST-PID: the folder name of this worker's own files in a shared search's output dir."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _shared_sampler(settings):
+    """TPE for workers running side by side: each its own seed, and `constant_liar` so that a worker does not draw
+    next to trials still running on the others (optuna's advice for distributed TPE)."""
+    return optuna.samplers.TPESampler(seed=worker_seed(settings.sampler_seed), constant_liar=True)
+
+
+def _report_now(study, report, shared):
+    """`--report true`: the report of the study as it stands (every finished trial so far), no trial run."""
+    finished = len(finished_trials(study))
+    logger.info("Writing the report of %d finished trial(s) (--report true)", finished)
+    if not shared:
+        return report()
+    code = report_once(study, finished, report, force=True)
+    if code is None:
+        raise UsageError("another worker is writing this study's report right now: run --report true again when it "
+                         "has finished")
+    return code
 
 
 def _report(study, base, params, folds, data_args, root, command, settings, probe):
@@ -155,8 +240,9 @@ def _report(study, base, params, folds, data_args, root, command, settings, prob
     # The best trial's own dir: fine-tuning trials' folds are already there; a later, better trial gets its own.
     cv_root = root / best.user_attrs["run_dir"] if best is not None else None
     summary = search_summary(study, best, reference, folds, data_args.test_fold, rows,
-                             extra={"mode": "probe" if probe else "fine-tune", "best_cv": str(cv_root) if cv_root else None,
-                                    "command": command, "storage": settings.storage or default_storage(root)})
+                             extra={"mode": "probe" if probe else "fine-tune",
+                                    "best_cv": str(cv_root) if cv_root else None, "command": command,
+                                    "storage": redact_url(settings.storage) or default_storage(root)})
     write_search_report(root, summary, rows)
     plot_search(study, root)
     if best is None:

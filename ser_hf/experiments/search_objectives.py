@@ -13,8 +13,10 @@ in every trial, so step k compares the same folds.
 """
 
 import dataclasses
+import json
 import logging
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +32,14 @@ from ser_hf.evaluation.fold_summary import collect_fold_results
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.experiments.crossval import run_folds
 from ser_hf.experiments.search_space import TRIAL_CONFIG, suggest, trial_config
+from ser_hf.experiments.shared_study import worker_id
 from ser_hf.labels import label_maps
 from ser_hf.models.encoders import build_model
 from ser_hf.models.probe_features import probe_cache
 from ser_hf.models.probe_head import ProbeHead
+from ser_hf.storage import write_text_atomic
 from ser_hf.training.imbalance import class_weights
+from ser_hf.training.output_dir import LOCK_NAME
 from ser_hf.training.probe import probe_model_args, probe_settings, train_probe_head
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,16 @@ logger = logging.getLogger(__name__)
 def _cpu_seconds():
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system
+
+
+ATTEMPTS_DIR = "attempts"  # run_dir/attempts/trial_<k>.json: who ran which try of the run dir, and how it ended
+
+
+def _record_attempt(run_dir, trial, state, started):
+    """run_dir/attempts/trial_<k>.json: this try's worker, start, end and state (one file per try, its own)."""
+    write_text_atomic(Path(run_dir) / ATTEMPTS_DIR / f"trial_{trial.number}.json", json.dumps({
+        "trial": trial.number, "worker": worker_id(), "state": state, "started": started,
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S%z") if state != "RUNNING" else None}, indent=2))
 
 
 class TrialFailed(RuntimeError):
@@ -72,14 +87,28 @@ class _FoldObjective:
                   + ", ".join(f"{k}={v!r}" for k, v in values.items()))
         config = write_config(trial_config(self.base, values, output_dir=run_dir / "model", fold=self.folds[0]), run_dir / TRIAL_CONFIG,
                               header)
+        started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _record_attempt(run_dir, trial, "RUNNING", started)
+        self.before_retry(trial, run_dir)
+        state = "FAIL"
         try:
-            return self._run(trial, config, run_dir)
+            value = self._run(trial, config, run_dir)
+            state = "COMPLETE"
+            return value
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
         except TrialFailed as err:
             trial.set_user_attr("error", str(err))
             raise
         except KeyboardInterrupt:  # Ctrl-C: optuna marks the trial FAIL; the command queues it again
             trial.set_user_attr("interrupted", True)
             raise
+        finally:
+            _record_attempt(run_dir, trial, state, started)
+
+    def before_retry(self, trial, run_dir):
+        """What a retried trial clears first in its run dir (nothing by default)."""
 
     def _run(self, trial, config, run_dir):
         start, cpu, scores = time.perf_counter(), _cpu_seconds(), {}
@@ -116,6 +145,27 @@ class FineTuneObjective(_FoldObjective):
     def __init__(self, root, base, params, folds, parallel=1, launcher=None, command=None):
         super().__init__(root, base, params, folds, group=parallel)
         self.parallel, self.launcher, self.command = parallel, launcher, command
+
+    def before_retry(self, trial, run_dir):
+        """A retry of a shared study's trial whose worker died on another host: that host's fold locks go.
+
+        The fold processes held them; they died with their worker (`shared_study.fold_launcher`) or with their
+        machine, and a lock written on another host cannot be checked from here (`OutputDirLock` refuses it), so
+        the interrupted fold could not resume. A lock of this host is left to `OutputDirLock`, which checks its pid.
+        """
+        lost = trial.user_attrs.get("lost_worker")
+        lost_host = lost.rsplit(":", 1)[0] if lost else None
+        if not lost_host or lost_host == socket.gethostname():
+            return
+        for lock in Path(run_dir).glob(f"fold_*/{LOCK_NAME}"):
+            try:
+                host = json.loads(lock.read_text()).get("hostname")
+            except (OSError, ValueError):
+                continue
+            if host == lost_host:
+                logger.warning("Removing %s: written on %s by the lost worker of this trial's first try", lock,
+                               lost_host)
+                lock.unlink(missing_ok=True)
 
     def score_folds(self, config, folds, run_dir):
         status = run_folds(config, [], folds, run_dir, parallel=self.parallel, launcher=self.launcher,

@@ -60,14 +60,43 @@ def open_study(storage, setup, seed=0, pruner="median"):
                                     pruner=make_pruner(pruner), direction="maximize")
         study.set_user_attr("setup", setup)
         return study
+    check_setup(study, setup, storage)
+    logger.info("Continuing the study in %s: %d trial(s) so far", storage, done)
+    return optuna.load_study(study_name=STUDY_NAME, storage=kept, sampler=sampler, pruner=make_pruner(pruner))
+
+
+def check_setup(study, setup, where):
+    """Refuse to continue a study that searched something else, naming what differs.
+
+    Args:
+        study: the stored study.
+        setup: this command's setup (mode, folds, test fold, space, base config).
+        where: the storage as it may be shown (its password hidden).
+
+    Raises:
+        UsageError: the stored setup differs (or there is none).
+    """
     stored = study.user_attrs.get("setup")
     if json.loads(json.dumps(setup)) != stored:
         differ = sorted(k for k in set(setup) | set(stored or {})
                         if json.loads(json.dumps(setup.get(k))) != (stored or {}).get(k))
-        raise UsageError(f"the study in {storage} searched with other {', '.join(differ)}: continue it with the same "
-                         "config, folds and options, or give another --output_dir")
-    logger.info("Continuing the study in %s: %d trial(s) so far", storage, done)
-    return optuna.load_study(study_name=STUDY_NAME, storage=kept, sampler=sampler, pruner=make_pruner(pruner))
+        raise UsageError(f"the study in {where} searched with other {', '.join(differ)}"
+                         f"{_first_difference(setup, stored)}: continue it with the same config, folds and options, "
+                         "or give another --output_dir")
+
+
+def _first_difference(setup, stored):
+    """' (config.learning_rate: 0.001 here, 0.0001 in the study)' for the first differing key of a nested setup."""
+    def walk(mine, theirs, path):
+        if isinstance(mine, dict) and isinstance(theirs, dict):
+            for key in sorted(set(mine) | set(theirs), key=str):
+                found = walk(mine.get(key), theirs.get(key), f"{path}.{key}" if path else str(key))
+                if found:
+                    return found
+            return None
+        return None if mine == theirs else f" ({path}: {mine!r} here, {theirs!r} in the study)"
+
+    return walk(json.loads(json.dumps(setup)), stored or {}, "") or ""
 
 
 def recover_killed_trials(study):

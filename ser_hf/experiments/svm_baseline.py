@@ -10,6 +10,7 @@ from ser_hf.config import parse_config
 from ser_hf.data.prepare import load_corpus, prepare_splits, resolve_data_args
 from ser_hf.evaluation.baseline import svm_on_folds
 from ser_hf.evaluation.fold_summary import mean_std
+from ser_hf.storage import write_text_atomic
 
 BASELINE_FILE = "baseline_results.json"
 
@@ -50,5 +51,5 @@ def run_baseline(config, overrides, folds=None, output_dir=None, workers=None, s
         "labels": label_names, "command": command, "folds": results, "summary": mean_std(results),
         "seconds": round(time.time() - start, 1),
     }
-    (out / BASELINE_FILE).write_text(json.dumps(report, indent=2))
+    write_text_atomic(out / BASELINE_FILE, json.dumps(report, indent=2))
     return report, out / BASELINE_FILE

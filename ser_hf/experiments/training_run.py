@@ -56,9 +56,11 @@ from ser_hf.reporting.intensity_report import (
 )
 from ser_hf.reporting.probe_report import probe_card, write_probe_reports
 from ser_hf.reporting.results import card_info, headline_split, results_table, write_reports, write_split_outputs
+from ser_hf.storage import remove_stale_temporaries, write_text_atomic
 from ser_hf.training.callbacks import PreemptionCallback
 from ser_hf.training.checkpoints import resolve_resume
 from ser_hf.training.diagnostics import TrainingDiagnostics, find_diagnostics
+from ser_hf.training.disk_space import check_room_for_checkpoints, planned_saves
 from ser_hf.training.final_save import save_final_model_atomically
 from ser_hf.training.imbalance import class_weights
 from ser_hf.training.multitask import MultitaskTrainer, check_multitask_data, mark_intensity
@@ -126,6 +128,7 @@ def _locked_run(model_args, data_args, training_args, command):
             if is_main:
                 check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resume=bool(resume))
                 _check_unfinished_rounds(output_dir, data_args, training_args)
+                remove_stale_temporaries(output_dir)  # of a run killed while writing a report
             if pseudo_labelling(data_args):  # round 0, then rounds with the pool's confident pseudo-labels
                 return run_pseudo_rounds(_run, model_args, data_args, training_args, resume, command)
             return _run(model_args, data_args, training_args, resume, command)
@@ -247,6 +250,8 @@ def _fine_tune(trainer, preemption, resume, training_args):
     # ---- Train (a SIGTERM or Ctrl-C saves a checkpoint and exits; --resume true continues from it) ----
     if resume:
         logger.info("Resuming from %s", resume)
+    saves = planned_saves(training_args, len(trainer.train_dataset), training_args.world_size)
+    check_room_for_checkpoints(trainer.model, training_args, saves, training_args.output_dir)
     try:
         train_result = trainer.train(resume_from_checkpoint=resume)
     finally:
@@ -289,7 +294,7 @@ def _prepare_data(data_args, training_args):
         prepared = prepare_corpus(data_args, training_args.output_dir, is_main=is_main, task=training_args.task)
     if is_main:  # `ser-hf evaluate` rebuilds the same splits from it.
         saved = json.dumps(dataclasses.asdict(data_args), indent=2)
-        (Path(training_args.output_dir) / DATA_ARGS_FILE).write_text(saved)
+        write_text_atomic(Path(training_args.output_dir) / DATA_ARGS_FILE, saved)
     if training_args.task == "dimensional":  # no classes to count: each target's spread per split instead
         table = target_stats_markdown(prepared.splits)
         logger.info("Targets per split (0-1, mean +- std):\n%s", table)
@@ -299,7 +304,7 @@ def _prepare_data(data_args, training_args):
     logger.info("Clips per class and split:\n%s", counts_table)
     if is_main:
         counts = class_counts(prepared.splits, prepared.label_names)
-        (Path(training_args.output_dir) / "class_counts.json").write_text(json.dumps(counts, indent=2))
+        write_text_atomic(Path(training_args.output_dir) / "class_counts.json", json.dumps(counts, indent=2))
     return prepared, f"Clips per class and split:\n\n{counts_table}\n\n{report_markdown(prepared.scan_report)}"
 
 

@@ -7,7 +7,10 @@ Every file is checked before the model sees it, so that a batch job gives each i
 - clips up to `chunk_seconds` -> the pipeline on the file path, so results are exactly the pipeline's
   (ffmpeg inside it downmixes to mono and resamples to 16 kHz);
 - longer files -> decoded window by window (bounded memory), each window through the pipeline, the
-  softmax probabilities averaged over windows.
+  softmax probabilities averaged over windows;
+- with `vad=True` (predict and the app turn it on; `--vad false` turns it off), a readable file in which the
+  voice-activity detector (`ser_hf.inference.vad`) finds no speech gets a row labelled "no speech detected" with no
+  scores, and is not sent to the model; a file with speech is classified exactly as without it.
 
 A regression model (`--task dimensional`: config.json's problem_type "regression") gives each file its three values
 instead of a label: `row["dimensions"]` = {"arousal": ..., "dominance": ..., "valence": ...} (the pipeline's raw
@@ -28,6 +31,7 @@ from ser_hf.console import verbose
 from ser_hf.corpora.files import AUDIO_EXTENSIONS
 from ser_hf.data.audio import MIN_SAMPLES, SAMPLE_RATE, audio_duration_seconds
 from ser_hf.data.scan import clean_error, scan_file
+from ser_hf.inference.vad import NO_SPEECH, file_speech_segments, speech_segments
 from ser_hf.inference.windows import check_chunking, decode_whole, decode_windows
 
 logger = logging.getLogger(__name__)
@@ -137,6 +141,17 @@ def _error_row(path, error, seconds=None):
             "seconds": None if seconds is None else round(float(seconds), 3), "chunks": 0, "error": error}
 
 
+def _no_speech_row(path, seconds):
+    """A readable file without speech: labelled so, with no emotion and no scores (and no error: it was answered)."""
+    return {"path": path, "label": NO_SPEECH, "score": None, "top_k": [], "seconds": round(float(seconds), 3),
+            "chunks": 0, "error": None}
+
+
+def is_no_speech(row):
+    """Whether a `classify_file` row is the voice-activity detector's "no speech detected" (no scores)."""
+    return row["label"] == NO_SPEECH and not row["error"] and not row["top_k"]
+
+
 def regression_outputs(classifier):
     """A regression pipeline's output names in id order (`--task dimensional`), or None for a classifier."""
     from ser_hf.models.encoders import is_regression  # here: `--help` imports this module without transformers
@@ -170,7 +185,7 @@ def _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min
     return _row(path, scores, top_k, total_seconds, used, regression_outputs(classifier))
 
 
-def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None):
+def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None, vad=False):
     """Classify one file, or say why it cannot be classified.
 
     Args:
@@ -181,11 +196,13 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
             pipeline pass on the file path (results identical to `classifier(path)`).
         chunk_overlap: seconds shared by consecutive windows (hop = chunk_seconds - chunk_overlap).
         min_samples: fewest 16 kHz samples to classify; default `min_input_samples(model config)`.
+        vad: first ask the voice-activity detector; a file without speech gets `NO_SPEECH` and no scores.
 
     Returns:
         dict: path, label, score, top_k [(label, score), ...], seconds (decoded duration), chunks (windows the
         model saw: 1 for a single pass, 0 on error), error (None when it worked, else the reason). A regression
-        model's row has `dimensions` ({name: value}) instead, label and score None, top_k empty.
+        model's row has `dimensions` ({name: value}) instead, label and score None, top_k empty. A file without
+        speech (`vad`): label `NO_SPEECH`, score None, top_k empty, chunks 0, error None (`is_no_speech`).
     """
     path = str(path)
     check_chunking(chunk_seconds, chunk_overlap)
@@ -195,11 +212,22 @@ def classify_file(classifier, path, top_k=3, chunk_seconds=10.0, chunk_overlap=5
     kind, found = triage(path, chunk_seconds, min_samples)
     if kind == "error":
         return found
+    if vad:
+        try:
+            if not _file_has_speech(path, kind, found):
+                return _no_speech_row(path, found)
+        except ValueError as err:  # NaN/Inf samples in a long file: the reason, as the windows would give it
+            return _error_row(path, str(err), found)
     if kind == "short":
         outputs = regression_outputs(classifier)
         scores = classifier(path, top_k=None if outputs else top_k)  # a regression: every output
         return _row(path, scores, top_k, found, 1, outputs)
     return _classify_chunked(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, found)
+
+
+def _file_has_speech(path, kind, seconds):
+    # A short file is decoded whole (the pipeline decodes it again from the path: its scores stay exactly its own).
+    return bool(speech_segments(decode_whole(path)) if kind == "short" else file_speech_segments(path, seconds))
 
 
 def triage(path, chunk_seconds, min_samples):
@@ -222,11 +250,11 @@ def triage(path, chunk_seconds, min_samples):
 
 
 def classify_files(classifier, files, top_k=3, chunk_seconds=10.0, chunk_overlap=5.0, min_samples=None,
-                   batch_size=1):
+                   batch_size=1, vad=False):
     """Classify files; a file that fails gives an error row and the others go on.
 
     Args:
-        classifier, top_k, chunk_seconds, chunk_overlap, min_samples: as in `classify_file`.
+        classifier, top_k, chunk_seconds, chunk_overlap, min_samples, vad: as in `classify_file`.
         files: audio file paths.
         batch_size: above 1, clips up to `chunk_seconds` go through the model in batches (`batched_scores`): the
             pipeline's scores up to float rounding, its labels, several times faster for small models.
@@ -241,9 +269,12 @@ def classify_files(classifier, files, top_k=3, chunk_seconds=10.0, chunk_overlap
             if batch_size > 1:
                 row = _decode_for_batch(classifier, path, chunk_seconds, min_samples)
                 if isinstance(row, np.ndarray):
-                    waiting[index], row = row, None  # classified below, with the other short clips
+                    if vad and not speech_segments(row):
+                        row = _no_speech_row(str(path), len(row) / SAMPLE_RATE)
+                    else:
+                        waiting[index], row = row, None  # classified below, with the other short clips
             if batch_size <= 1 or row is _LONG:
-                row = classify_file(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples)
+                row = classify_file(classifier, path, top_k, chunk_seconds, chunk_overlap, min_samples, vad)
         except Exception as err:  # noqa: BLE001 - reported per file; the batch goes on
             row = _error_row(str(path), clean_error(err))
         rows.append(row)

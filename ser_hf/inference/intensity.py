@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ser_hf.data.audio import SAMPLE_RATE, audio_duration_seconds
+from ser_hf.inference.classify import is_no_speech
 from ser_hf.inference.windows import file_windows
 from ser_hf.models.intensity_head import pooled_capture
 
@@ -41,13 +42,14 @@ def file_intensity(classifier, head, path, chunk_seconds=10.0, chunk_overlap=5.0
 
 
 def add_intensity_to_rows(classifier, head, rows, chunk_seconds=10.0, chunk_overlap=5.0):
-    """Add "intensity" and "intensity_score" to each classified row of `classify_files` (errors stay as they are).
+    """Add "intensity" and "intensity_score" to each classified row of `classify_files` (errors and files without
+    speech stay as they are: no emotion, no intensity).
 
     Returns:
         The rows (changed in place).
     """
     for row in rows:
-        if row.get("error"):
+        if row.get("error") or is_no_speech(row):
             row["intensity"], row["intensity_score"] = None, None
             continue
         scores = file_intensity(classifier, head, row["path"], chunk_seconds, chunk_overlap)

@@ -25,6 +25,7 @@ from ser_hf.data.audio import SAMPLE_RATE, decode_16k_mono
 from ser_hf.inference.onnx_backend import OnnxAudioClassifier, clip_logits, compare_logits
 from ser_hf.inference.onnx_files import DEFAULT_OPSET, INT8_FILE, ONNX_FILE, REPORT_FILE
 from ser_hf.models.encoders import is_regression, uses_attention_mask
+from ser_hf.storage import atomic_output, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,10 @@ def export_onnx(model_dir, out_dir, quantize=False, opset=DEFAULT_OPSET, clips=8
     out_dir.mkdir(parents=True, exist_ok=True)
     model = AutoModelForAudioClassification.from_pretrained(model_dir).eval()
     extractor = AutoFeatureExtractor.from_pretrained(model_dir)
-    inputs = export_graph(model, extractor, out_dir / ONNX_FILE, opset)
+    # Each file is written under a temporary name and renamed when complete: a full disk or a kill mid-export leaves
+    # the previous export (or nothing), never a truncated model.onnx that a later load would fail on.
+    with atomic_output(out_dir / ONNX_FILE, "rerun ser-hf export") as tmp:
+        inputs = export_graph(model, extractor, tmp, opset)
     model.config.save_pretrained(out_dir)
     extractor.save_pretrained(out_dir)
     samples, source = parity_clips(model_dir, clips)
@@ -184,12 +188,13 @@ def export_onnx(model_dir, out_dir, quantize=False, opset=DEFAULT_OPSET, clips=8
               "tolerance": RELATIVE_TOLERANCE * max(1.0, parity["logit_scale"]), "fp32": parity,
               "versions": _versions(), "files": {ONNX_FILE: _megabytes(out_dir / ONNX_FILE)}}
     if quantize:
-        quantize_int8(out_dir / ONNX_FILE, out_dir / INT8_FILE)
+        with atomic_output(out_dir / INT8_FILE, "rerun ser-hf export") as tmp:
+            quantize_int8(out_dir / ONNX_FILE, tmp)
         report["int8"] = check_parity(model, extractor, OnnxAudioClassifier(out_dir / INT8_FILE, model.config), samples)
         report["files"][INT8_FILE] = _megabytes(out_dir / INT8_FILE)
     labels_agree = parity.get("regression") or parity["labels_agree"] == 1.0
     report["passed"] = bool(labels_agree) and parity["max_abs_logit_diff"] <= report["tolerance"]
-    (out_dir / REPORT_FILE).write_text(json.dumps(report, indent=2))
+    write_text_atomic(out_dir / REPORT_FILE, json.dumps(report, indent=2))
     if not report["passed"] and parity.get("regression"):
         raise ParityError(f"{out_dir / ONNX_FILE} disagrees with {model_dir}: its values differ by up to "
                           f"{parity['max_abs_logit_diff']:.2e} on {parity['clips']} clips (tolerance "

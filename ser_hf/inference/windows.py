@@ -90,3 +90,27 @@ def file_windows(path, total_seconds, window_seconds, overlap_seconds):
         yield 0, decode_whole(path)
     else:
         yield from decode_windows(path, total_seconds, window_seconds, overlap_seconds)
+
+
+def decode_ranges(path, ranges):
+    """The 16 kHz mono samples of each (begin, end) range of a file, in seconds, decoded one range at a time (the
+    timeline's windows over speech regions, which `chunk_starts`' regular grid does not give).
+
+    Yields:
+        1-D 16 kHz mono float32 samples per range, in the order given.
+    """
+    decoder = _decoder(path)
+    for begin, end in ranges:
+        yield decoder.get_samples_played_in_range(begin, end).data.numpy()[0]
+
+
+def decoded_seconds(path, limit_seconds):
+    """How many seconds of audio a file really holds, decoding at most its first `limit_seconds` (+ one second).
+
+    A header can be missing or lie (a stream with no duration, a hand-made header); a server that must refuse long
+    files decodes this far and no further, so memory stays bounded whatever the file claims.
+
+    Returns:
+        float: the decoded length, at most about `limit_seconds + 1`.
+    """
+    return len(_decoder(path).get_samples_played_in_range(0.0, limit_seconds + 1.0).data.numpy()[0]) / SAMPLE_RATE

@@ -17,6 +17,8 @@ from pathlib import Path
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ser_hf.storage import write_text_atomic
+
 INTENSITY_HEAD_FILE = "intensity_head.safetensors"
 
 
@@ -75,7 +77,7 @@ def save_intensity_head(head, output_dir, loss_weight=None):
     config = {"id2label": dict(enumerate(head.names)), "in_features": head.in_features,
               "intensity_loss_weight": loss_weight,
               "reads": "the vector model.classifier receives (projector output, masked mean over frames)"}
-    (output_dir / INTENSITY_CONFIG_FILE).write_text(json.dumps(config, indent=2))
+    write_text_atomic(output_dir / INTENSITY_CONFIG_FILE, json.dumps(config, indent=2))
 
 
 def has_intensity_head(model_dir):

@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,8 @@ from tqdm import tqdm
 
 from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.data.prepare import cache_dir_for
+from ser_hf.errors import count
+from ser_hf.storage import atomic_write, require_free_space, write_text_atomic
 
 PROBE_CACHE_DIRNAME = ".ser_hf_probe_cache"
 _VERSION = 1  # bump when what is cached changes, so that old means are not reused
@@ -141,15 +142,10 @@ def one_cpu_thread(enabled=True):
 
 
 def _atomic_save(array, target):
-    # A unique temporary name per writer (threads and processes alike), then an atomic rename.
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            np.save(out, array)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A unique temporary name per writer (threads and processes alike), then an atomic rename; a full disk is one
+    # line (WriteFailed) and the entries written so far stay.
+    with atomic_write(target, "wb", "rerun the same command: the clips computed so far are kept") as out:
+        np.save(out, array)
 
 
 class LayerMeansCache:
@@ -198,19 +194,21 @@ class LayerMeansCache:
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         about = self.cache_dir / "encoder.json"
         if not about.exists():  # for people looking at the folder: which encoder these are
-            handle, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-            with os.fdopen(handle, "w") as out:
-                json.dump(self.identity, out, indent=2)
-            os.replace(tmp, about)
+            write_text_atomic(about, json.dumps(self.identity, indent=2))
         was_training = model.training
         device = device or next(model.parameters()).device
         start = time.perf_counter()
         try:
             with one_cpu_thread(device.type == "cpu"):
                 model.eval()
-                for path in tqdm(todo, desc="encoder features for the probe (once)", unit="clip",
-                                 disable=not progress):
-                    self._write(path, layer_means(model, feature_extractor, load_audio(path), device))
+                for i, path in enumerate(tqdm(todo, desc="encoder features for the probe (once)", unit="clip",
+                                              disable=not progress)):
+                    means = layer_means(model, feature_extractor, load_audio(path), device)
+                    if i == 0:  # every clip's means have this size: refuse a fill the disk cannot hold, up front
+                        require_free_space(self.cache_dir, means.nbytes * len(todo) + 128 * len(todo),
+                                           f"the probe cache of {count(len(todo), 'clip')}",
+                                           "free space there, or put the caches on another disk with --cache_dir DIR")
+                    self._write(path, means)
         finally:
             model.train(was_training)
         return len(todo), time.perf_counter() - start

@@ -3,6 +3,8 @@
 import json
 from pathlib import Path
 
+from ser_hf.storage import write_text_atomic
+
 
 def _pct(value):
     return f"{100 * value:.1f}"
@@ -54,6 +56,6 @@ def write_comparison(result, path):
     """The comparison as JSON at `path` and as markdown beside it (same name, .md). Returns the JSON path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
-    path.with_suffix(".md").write_text(comparison_markdown(result) + "\n")
+    write_text_atomic(path, json.dumps(result, indent=2))
+    write_text_atomic(path.with_suffix(".md"), comparison_markdown(result) + "\n")
     return path

@@ -9,6 +9,7 @@ import numpy as np
 from ser_hf.evaluation.fold_summary import CV_RESULTS_FILE, CV_TABLE_FILE, METRICS, fold_dir
 from ser_hf.reporting.dimensional_report import read_dimensional_predictions
 from ser_hf.reporting.plots import plot_confusion_matrix, plot_dimension_scatter, plot_reliability_diagram
+from ser_hf.storage import write_text_atomic
 
 
 def _pct(value):
@@ -102,8 +103,8 @@ def markdown_table(report):
 def write_crossval_report(root, report):
     """crossval_results.json, crossval_results.md and the pooled confusion matrices (counts, row-normalised)."""
     root = Path(root)
-    (root / CV_RESULTS_FILE).write_text(json.dumps(report, indent=2))
-    (root / CV_TABLE_FILE).write_text(markdown_table(report) + "\n")
+    write_text_atomic(root / CV_RESULTS_FILE, json.dumps(report, indent=2))
+    write_text_atomic(root / CV_TABLE_FILE, markdown_table(report) + "\n")
     n = len(report["folds"])
     if report.get("task") == "dimensional":  # predicted against true, every held-out clip of every fold
         split, names = report.get("split", "validation"), report["labels"]

@@ -17,6 +17,7 @@ from ser_hf.data.dimensions import dimension_range
 from ser_hf.evaluation.metrics import RESULTS_FILE
 from ser_hf.reporting.model_card import write_model_card
 from ser_hf.reporting.plots import plot_dimension_scatter, plot_training_curves
+from ser_hf.storage import atomic_write, write_text_atomic
 
 
 def prediction_columns(names):
@@ -27,7 +28,7 @@ def prediction_columns(names):
 def write_dimensional_predictions_csv(rows, path, data_dir, names):
     """Per-clip true and predicted values (`ser_hf.evaluation.held_out.score_values`' rows), paths relative to
     `data_dir` (the file is pushed with the model; local layouts are not)."""
-    with open(path, "w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=prediction_columns(names))
         writer.writeheader()
         writer.writerows({**row, "path": corpus_relative(row["path"], data_dir)} for row in rows)
@@ -85,7 +86,7 @@ def write_dimensional_reports(output_dir, results, predictions, log_history, car
         Path of the model card.
     """
     output_dir = Path(output_dir)
-    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    write_text_atomic(output_dir / RESULTS_FILE, json.dumps(results, indent=2))
     headline = "test" if "test" in results else "validation"
     names = results[headline]["dimensions"]
     curves = ("eval_ccc", *(f"eval_ccc_{name}" for name in names))

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ser_hf.storage import write_text_atomic
+
 DEFAULT_TAGS = ("audio-classification", "speech-emotion-recognition", "ser_hf")
 
 
@@ -349,5 +351,5 @@ def write_model_card(output_dir, info: ModelCardInfo) -> Path:
     """
     path = Path(output_dir) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_model_card(info), encoding="utf-8")
+    write_text_atomic(path, render_model_card(info))
     return path

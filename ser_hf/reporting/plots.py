@@ -14,14 +14,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from ser_hf.evaluation.dimensional import concordance_cc
+from ser_hf.storage import atomic_output
 
 DPI = 120
 
 
 def _save(fig, path):
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format=path.suffix[1:] or "png", dpi=DPI, bbox_inches="tight")
     return path
 
 

@@ -2,6 +2,8 @@ import csv
 import json
 from pathlib import Path
 
+from ser_hf.storage import atomic_write, write_text_atomic
+
 
 def _dimension_names(rows):
     """The output names of a regression model's rows (`--task dimensional`), in id order, or None."""
@@ -13,6 +15,9 @@ def _format_dimensional(rows, names, width):
     for r in rows:
         if r["error"]:
             lines.append(f"{Path(r['path']).name:<{width}}  ERROR: {r['error']}")
+            continue
+        if not r.get("dimensions"):  # answered without the model: "no speech detected"
+            lines.append(f"{Path(r['path']).name:<{width}}  {r['label']}")
             continue
         chunks = f"  [{r['chunks']} windows over {r['seconds']:.0f} s]" if r["chunks"] > 1 else ""
         values = " ".join(f"{name} {r['dimensions'][name]:.2f}" for name in names)
@@ -29,7 +34,7 @@ def format_table(rows):
         rows: `classify_files` output.
 
     Returns:
-        The table, one line per file (errors say ERROR and why).
+        The table, one line per file (errors say ERROR and why; a file without speech, "no speech detected").
     """
     width = max([len("file")] + [len(Path(r["path"]).name) for r in rows])
     names = _dimension_names(rows)
@@ -39,6 +44,9 @@ def format_table(rows):
     for r in rows:
         if r["error"]:
             lines.append(f"{Path(r['path']).name:<{width}}  ERROR: {r['error']}")
+            continue
+        if r["score"] is None:  # answered without the model: "no speech detected" (`inference.classify`)
+            lines.append(f"{Path(r['path']).name:<{width}}  {r['label']}")
             continue
         others = ", ".join(f"{label} {score:.2f}" for label, score in r["top_k"][1:])
         chunks = f"  [{r['chunks']} windows over {r['seconds']:.0f} s]" if r["chunks"] > 1 else ""
@@ -64,12 +72,12 @@ def write_predictions(rows, path):
     """
     path = Path(path)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(rows, indent=2))
+        write_text_atomic(path, json.dumps(rows, indent=2))
         return path
     names = _dimension_names(rows)
     if names is not None:
         return _write_dimensional_csv(rows, names, path)
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         intensity = any("intensity" in r for r in rows)  # a --task multitask model's extra columns
         writer.writerow(["path", "label", "score", "top_k", "seconds", "chunks", "error"]
@@ -84,11 +92,13 @@ def write_predictions(rows, path):
 
 
 def _write_dimensional_csv(rows, names, path):
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["path", *names, "seconds", "chunks", "error"])
         for r in rows:
             values = r.get("dimensions") or {}
+            # No values and no error: the voice-activity check's "no speech detected" says why, in the last column.
+            why = r["error"] or ("" if values else r.get("label") or "")
             writer.writerow([r["path"], *("" if name not in values else f"{values[name]:.6f}" for name in names),
-                             "" if r["seconds"] is None else r["seconds"], r["chunks"], r["error"] or ""])
+                             "" if r["seconds"] is None else r["seconds"], r["chunks"], why])
     return path

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ser_hf.reporting.plots import plot_layer_scores
+from ser_hf.storage import write_text_atomic
 from ser_hf.training.probe import PROBE_RESULTS_FILE
 
 PROBE_LAYERS_STEM = "probe_layers"
@@ -46,12 +47,13 @@ def write_probe_reports(output_dir, summary, label_names):
         The names of the files written.
     """
     output_dir = Path(output_dir)
-    (output_dir / PROBE_RESULTS_FILE).write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(output_dir / PROBE_RESULTS_FILE, json.dumps(summary, indent=2, default=str))
     written = [PROBE_RESULTS_FILE]
     rows = summary.get("layers")
     if rows:
-        (output_dir / f"{PROBE_LAYERS_STEM}.json").write_text(json.dumps(rows, indent=2))
-        (output_dir / f"{PROBE_LAYERS_STEM}.md").write_text(
+        write_text_atomic(output_dir / f"{PROBE_LAYERS_STEM}.json", json.dumps(rows, indent=2))
+        write_text_atomic(
+            output_dir / f"{PROBE_LAYERS_STEM}.md",
             "UA of a probe on one hidden state alone (its epoch chosen on the validation split, as the full "
             "probe's is).\n\n" + layer_table_markdown(rows) + "\n")
         plot_layer_scores(rows, output_dir / f"{PROBE_LAYERS_STEM}.png", chance=1 / len(label_names))

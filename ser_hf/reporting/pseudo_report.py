@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ser_hf.corpora.files import corpus_relative
+from ser_hf.storage import atomic_write, write_text_atomic
 
 PSEUDO_ROUNDS_FILE = "pseudo_rounds.json"
 
@@ -76,9 +77,9 @@ def write_pseudo_report(output_dir, report):
         The JSON file's Path.
     """
     output_dir = Path(output_dir)
-    (output_dir / "pseudo_labels.md").write_text(pseudo_card_section(report) + "\n")
+    write_text_atomic(output_dir / "pseudo_labels.md", pseudo_card_section(report) + "\n")
     path = output_dir / PSEUDO_ROUNDS_FILE
-    path.write_text(json.dumps(report, indent=2))
+    write_text_atomic(path, json.dumps(report, indent=2))
     return path
 
 
@@ -142,7 +143,7 @@ def write_pseudo_labels_csv(scored, threshold, path, relative_to=None):
     """
     held_back = any("held_back_label" in row for row in scored)
     columns = ["path", "label", "confidence", "added", "error"] + (["held_back_label"] if held_back else [])
-    with open(path, "w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for row in scored:

@@ -17,6 +17,7 @@ from ser_hf.reporting.plots import (
     plot_reliability_diagram,
     plot_training_curves,
 )
+from ser_hf.storage import atomic_write, write_text_atomic
 
 
 def write_predictions_csv(rows, path, data_dir):
@@ -24,7 +25,7 @@ def write_predictions_csv(rows, path, data_dir):
 
     Paths are written relative to `data_dir`: the file is pushed with the model, local layouts are not.
     """
-    with open(path, "w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["path", "speaker", "true", "predicted", "confidence"])
         writer.writeheader()
         writer.writerows({**row, "path": corpus_relative(row["path"], data_dir)} for row in rows)
@@ -65,7 +66,7 @@ def write_reports(output_dir, results, label_names, log_history, card_info, diag
         Path of the model card.
     """
     output_dir = Path(output_dir)
-    (output_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+    write_text_atomic(output_dir / RESULTS_FILE, json.dumps(results, indent=2))
     headline = results[headline_split(results)]
     plots = [
         plot_training_curves(log_history, output_dir / "training_curves.png", kept_step=saved_step),
@@ -193,7 +194,7 @@ def write_error_analysis(rows, label_names, path, data_dir=None, top=10):
     if data_dir is not None:
         analysis["confidently_wrong"] = [{**row, "path": corpus_relative(row["path"], data_dir)}
                                          for row in analysis["confidently_wrong"]]
-    Path(path).write_text(json.dumps(analysis, indent=2))
+    write_text_atomic(Path(path), json.dumps(analysis, indent=2))
     return Path(path), analysis
 
 

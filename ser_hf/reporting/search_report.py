@@ -17,6 +17,7 @@ import numpy as np
 import optuna
 
 from ser_hf.config import write_config
+from ser_hf.storage import atomic_output, atomic_write, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -25,14 +26,18 @@ SEARCH_RESULTS_FILE, SEARCH_TABLE_FILE = "search_results.json", "search_results.
 BEST_CONFIG = "best_config.yaml"
 
 
-def _note(trial):
+def _note(trial, retried_by=None):
     notes = []
     if trial.user_attrs.get("config_defaults"):
         notes.append("the config's own values")
     if "retry_of" in trial.user_attrs:
         notes.append(f"retry of trial {trial.user_attrs['retry_of']}")
+    if "failed_trial" in trial.system_attrs:  # a shared study's retry (optuna's RetryHeartbeatStaleTrialCallback)
+        notes.append(f"retry of trial {trial.system_attrs['failed_trial']}")
     if trial.user_attrs.get("killed") or trial.user_attrs.get("interrupted"):
         notes.append("interrupted (killed), queued again")
+    elif trial.number in (retried_by or {}) and trial.state == optuna.trial.TrialState.FAIL:
+        notes.append(f"its worker stopped (no heartbeat): retried as trial {retried_by[trial.number]}")
     if trial.state == optuna.trial.TrialState.PRUNED:
         notes.append(f"pruned after {len(trial.user_attrs.get('fold_ua', {}))} fold(s)")
     if "error" in trial.user_attrs:
@@ -44,6 +49,7 @@ def trial_rows(study, folds):
     """One row per trial: number, state, mean_ua, std_ua (population, over the folds it ran), ua_fold_<k>,
     the parameters, seconds, note."""
     names = list(dict.fromkeys(name for t in study.trials for name in t.params))
+    retried_by = {t.system_attrs["failed_trial"]: t.number for t in study.trials if "failed_trial" in t.system_attrs}
     rows = []
     for trial in study.trials:
         scores = {int(k): v for k, v in trial.user_attrs.get("fold_ua", {}).items()}
@@ -54,7 +60,7 @@ def trial_rows(study, folds):
         row.update({f"ua_fold_{k}": scores.get(k) for k in folds})
         row.update({name: trial.params.get(name) for name in names})
         row.update({"seconds": trial.user_attrs.get("seconds"), "cpu_seconds": trial.user_attrs.get("cpu_seconds"),
-                    "note": _note(trial)})
+                    "note": _note(trial, retried_by)})
         rows.append(row)
     return rows
 
@@ -85,11 +91,11 @@ def trials_markdown(rows):
 def write_trials_table(rows, root):
     """trials.csv (all values) and trials.md (best first)."""
     root = Path(root)
-    with open(root / TRIALS_CSV, "w", newline="") as handle:
+    with atomic_write(root / TRIALS_CSV, newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["trial"])
         writer.writeheader()
         writer.writerows(rows)
-    (root / TRIALS_TABLE).write_text(trials_markdown(rows) + "\n")
+    write_text_atomic(root / TRIALS_TABLE, trials_markdown(rows) + "\n")
     return root / TRIALS_CSV, root / TRIALS_TABLE
 
 
@@ -111,7 +117,8 @@ def write_best_config(config, path, summary, command):
 
 def _save(ax, path):
     figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format=Path(path).suffix[1:] or "png", dpi=120, bbox_inches="tight")
     import matplotlib.pyplot as plt  # optuna's plots draw with pyplot: close its figure, keep no global state
 
     plt.close(figure)
@@ -191,6 +198,6 @@ def search_markdown(summary, rows):
 def write_search_report(root, summary, rows):
     """search_results.json / .md and the trials table."""
     root = Path(root)
-    (root / SEARCH_RESULTS_FILE).write_text(json.dumps(summary, indent=2, default=str))
-    (root / SEARCH_TABLE_FILE).write_text(search_markdown(summary, rows))
+    write_text_atomic(root / SEARCH_RESULTS_FILE, json.dumps(summary, indent=2, default=str))
+    write_text_atomic(root / SEARCH_TABLE_FILE, search_markdown(summary, rows))
     write_trials_table(rows, root)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ser_hf.data.audio import SAMPLE_RATE, decode_16k_mono
 from ser_hf.reporting.plots import plot_emotion_timeline
+from ser_hf.storage import atomic_write, write_text_atomic
 
 
 def timeline_stem(audio_path, taken):
@@ -69,9 +70,9 @@ def write_timeline(timeline, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".json":
-        path.write_text(json.dumps(timeline, indent=2))
+        write_text_atomic(path, json.dumps(timeline, indent=2))
         return path
-    with path.open("w", newline="") as handle:
+    with atomic_write(path, newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["start", "end", "label", "score", "rms_dbfs", *timeline["labels"]])
         for w in timeline["windows"]:

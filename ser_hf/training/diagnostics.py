@@ -19,6 +19,8 @@ import numpy as np
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState
 
+from ser_hf.storage import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 DIAGNOSTICS_FILE = "diagnostics.json"
@@ -188,7 +190,7 @@ class TrainingDiagnostics(TrainerCallback, ExportableState):
         blob = {"labels": self.label_names, "evaluations": self.history,
                 "warnings": [{"kind": kind, "message": message} for kind, message in self.warnings]}
         path = Path(output_dir) / DIAGNOSTICS_FILE
-        path.write_text(json.dumps(blob, indent=2))
+        write_text_atomic(path, json.dumps(blob, indent=2))
         return path
 
     def state(self):

@@ -5,6 +5,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ser_hf.storage import default_file_mode, is_storage_failure, write_failed
+
 logger = logging.getLogger(__name__)
 
 FINAL_TMP_PREFIX = ".final-tmp-"
@@ -55,24 +57,16 @@ def save_final_model_atomically(trainer, output_dir=None):
         _wait_for_everyone(trainer)
         if main:
             moved = _move_into(tmp, output_dir)
+    except Exception as err:
+        if not is_storage_failure(err):
+            raise
+        raise write_failed(err, "the final model", output_dir, "rerun with --resume true: training is done, so it "
+                           "only saves the model and writes the reports") from err
     finally:
         if main:
             shutil.rmtree(tmp, ignore_errors=True)
     _wait_for_everyone(trainer)
     return moved
-
-
-def _default_file_mode():
-    """0o666 less the process umask: the mode `open(path, "w")` gives a new file."""
-    try:  # Linux states the umask without changing it
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except OSError:
-        pass
-    umask = os.umask(0o022)  # elsewhere, read it the only portable way and put it straight back
-    os.umask(umask)
-    return 0o666 & ~umask
 
 
 def _move_into(tmp, output_dir):
@@ -81,7 +75,7 @@ def _move_into(tmp, output_dir):
     # which for a same-architecture run is the least harmful mixture.
     order = {"config.json": 2, "preprocessor_config.json": 1}
     files.sort(key=lambda rel: (order.get(rel.name, 0), str(rel)))
-    mode = _default_file_mode()
+    mode = default_file_mode()
     for rel in files:
         target = output_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,15 +1,19 @@
 """SERTrainer: the Trainer with SER learning-rate schedules and pipeline-faithful evaluation."""
 
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import WeightedRandomSampler
 from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import SchedulerType
 
 from ser_hf.models.encoders import is_regression
+from ser_hf.storage import is_storage_failure, write_failed
 from ser_hf.training.callbacks import with_worker_stop_signals
 from ser_hf.training.sampling import WindowedLengthSampler
 from ser_hf.training.schedules import DEFAULT_DECAY_RATIO, reduce_on_plateau, warmup_stable_decay
@@ -131,6 +135,35 @@ class SERTrainer(Trainer):
         self.crop_training_batches = crop_training_batches
         self.class_weights = class_weights
         self._paths_since_step = []  # files behind the gradients of the coming optimizer step
+
+    def train(self, *args, **kwargs):
+        try:
+            return super().train(*args, **kwargs)
+        except BaseException:
+            # A run that stops on an error (a full disk, a NaN) would leave its progress bars open, and Python would
+            # print them ("50% 1/2") after the one-line error, at exit.
+            for callback in self.callback_handler.callbacks:
+                if isinstance(callback, ProgressCallback):
+                    for name in ("prediction_bar", "training_bar"):
+                        if getattr(callback, name, None) is not None:
+                            getattr(callback, name).close()
+                            setattr(callback, name, None)
+            raise
+
+    def _save_checkpoint(self, model, trial):
+        # A full disk mid-save leaves half a checkpoint, and PyTorch says only "unexpected pos 8448 vs 8342": remove
+        # the half (a resume must not pick it, and it holds the space) and say what happened, in one line.
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as err:
+            if not is_storage_failure(err):
+                raise
+            folder = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            failed = write_failed(err, folder.name, folder.parent, "rerun with --resume true: it continues from the "
+                                  "newest intact checkpoint (or add --save_total_limit 1 to keep fewer)")
+            if self.args.should_save:
+                shutil.rmtree(folder, ignore_errors=True)
+            raise failed from err
 
     # Workers ignore the stop signals that reach the whole process group or job (training/callbacks.py).
     def get_train_dataloader(self):

@@ -1,15 +1,17 @@
-"""The app's logic without a browser: what it shows for a file, its examples, the command's refusals."""
+"""The app's logic without a browser: what it shows for a file, its examples, the command's refusals.
 
-import os
-import time
+The generated "voices" (`emotion_tone`) are tones, which the voice-activity detector rightly finds no speech in:
+tests about the emotion shown pass `vad=False`; tests/app/test_app_limits.py covers the detector in the app.
+"""
 
 import numpy as np
 import pytest
 import soundfile as sf
 from matplotlib.image import imread
 
-from ser_hf.app.demo_app import CACHE_SECONDS, analyse_file, build_app, prune_old_results
+from ser_hf.app.demo_app import analyse_file, build_app
 from ser_hf.app.examples import demo_examples, example_label, long_example
+from ser_hf.app.limits import CACHE_SECONDS, MAX_UPLOAD_MB, cache_schedule, upload_bytes
 from ser_hf.commands import app as app_command
 from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.inference.classify import classify_files
@@ -24,8 +26,8 @@ def _wav(path, *parts):
 
 def test_a_clip_shows_what_predict_gives(classifier, tmp_path):
     clip = _wav(tmp_path / "angry.wav", emotion_tone("angry", 1.5, seed=11))
-    shown = analyse_file(classifier, clip, tmp_path, top_k=3)
-    [row] = classify_files(classifier, [clip], top_k=3, batch_size=16)  # predict.py's defaults
+    shown = analyse_file(classifier, clip, tmp_path, top_k=3, vad=False)
+    [row] = classify_files(classifier, [clip], top_k=3, batch_size=16)  # predict.py's defaults (--vad false)
     assert row["label"] == "angry" and shown["message"].startswith(f"Top emotion: **{row['label']}**")
     assert list(shown["scores"]) == [label for label, _ in row["top_k"]]
     assert shown["windows"] == [] and imread(shown["image"]).shape[1] > 500  # the waveform alone
@@ -33,7 +35,7 @@ def test_a_clip_shows_what_predict_gives(classifier, tmp_path):
 
 def test_a_long_file_gets_its_timeline(classifier, tmp_path):
     path = _wav(tmp_path / "two.wav", emotion_tone("sad", 4.0, seed=12), emotion_tone("angry", 4.0, seed=13))
-    shown = analyse_file(classifier, path, tmp_path, window_seconds=2.0, overlap_seconds=1.0)
+    shown = analyse_file(classifier, path, tmp_path, window_seconds=2.0, overlap_seconds=1.0, vad=False)
     assert [w[:2] for w in shown["windows"]] == [[float(s), float(s + 2)] for s in range(7)]
     assert shown["windows"][0][2] == "sad" and shown["windows"][-1][2] == "angry"
     assert (tmp_path / "two_timeline.png").is_file() and shown["image"] == str(tmp_path / "two_timeline.png")
@@ -54,23 +56,14 @@ def test_the_blocks_wire_one_handler_with_analytics_off(classifier, tmp_path):
     import gradio as gr
 
     clip = _wav(tmp_path / "sad.wav", emotion_tone("sad", 1.0, seed=14))
-    demo = build_app(classifier, examples=[clip], top_k=2)
+    demo = build_app(classifier, examples=[clip], top_k=2, vad=False)
     assert isinstance(demo, gr.Blocks) and demo.analytics_enabled is False
     [handler] = [fn for fn in demo.fns.values() if fn.name == "run"]
     message, scores, image, table = handler.fn(str(clip))
     assert message.startswith("Top emotion: **sad**") and len(scores) == 2 and table["visible"] is False
-    assert demo.delete_cache == (CACHE_SECONDS, CACHE_SECONDS)  # Gradio's copies of uploads and outputs expire
-
-
-def test_request_folders_older_than_the_cache_age_are_deleted(tmp_path):
-    old, new = tmp_path / "old", tmp_path / "new"
-    for folder in (old, new):
-        folder.mkdir()
-        (folder / "timeline.png").write_bytes(b"png")
-    two_hours_ago = time.time() - 2 * CACHE_SECONDS
-    os.utime(old, (two_hours_ago, two_hours_ago))
-    prune_old_results(tmp_path)
-    assert not old.exists() and (new / "timeline.png").is_file()
+    assert image.size[0] > 500  # the waveform, in memory: the request's own folder is already gone
+    # Gradio's copies of uploads and outputs expire, looked for every minute.
+    assert demo.delete_cache == cache_schedule(CACHE_SECONDS) == (60, CACHE_SECONDS)
 
 
 def _demo_tree(root):
@@ -123,6 +116,9 @@ def test_the_command_serves_the_app_on_loopback(tone_model, monkeypatch, capsys)
     assert app_command.main([str(tone_model), "--port", "7999", "--examples", "none"]) == 0
     assert (launched["server_name"], launched["server_port"], launched["share"]) == ("127.0.0.1", 7999, False)
     assert launched["blocks"].analytics_enabled is False
+    # The limits a public server needs: an upload size, a bounded queue running one request at a time.
+    assert launched["max_file_size"] == upload_bytes(MAX_UPLOAD_MB) == 25 * 2**20
+    assert (launched["blocks"]._queue.max_size, launched["blocks"]._queue.default_concurrency_limit) == (16, 1)
     # Gradio's own advice is for Python users ("set `share=True` in `launch()`"): ours names our flag.
     assert launched["quiet"] is True and "add --share true" in capsys.readouterr().out
     assert app_command.main([str(tone_model), "--examples", "none", "--host", "0.0.0.0", "--share", "true"]) == 0

@@ -242,6 +242,27 @@ def test_caches_go_to_the_report_dir_when_the_corpus_folder_is_read_only(tmp_pat
         tree.chmod(0o755)
 
 
+def test_cache_dir_holds_each_corpus_caches_outside_the_read_only_corpus(tmp_path, monkeypatch):
+    tree, other = _tree(tmp_path / "corpus"), _tree(tmp_path / "elsewhere" / "corpus")
+    shared = tmp_path / "shared_cache"
+    _read_only(tree, monkeypatch)
+    try:
+        data = prepare_corpus(_data_args(tree, cache_dir=str(shared)), tmp_path / "run1")
+        home = cache_dir_for(_data_args(tree, cache_dir=str(shared)), tmp_path / "run1")
+        assert home.parent == shared and home.name.startswith("corpus-")
+        assert len(list((home / AUDIO_CACHE_DIRNAME).glob("*.npy"))) == 32 and (home / ".ser_hf_scan_cache.json").is_file()
+        assert not (tmp_path / "run1" / AUDIO_CACHE_DIRNAME).exists()  # not one copy per output dir
+        path = data.splits["validation"][0]["path"]
+        assert np.array_equal(data.load_audio(path), decode_16k_mono(path))
+    finally:
+        tree.chmod(0o755)
+    # Two corpora folders of the same name get their own subfolders; the environment variable means the same.
+    monkeypatch.setenv("SER_HF_CACHE", str(shared))
+    assert cache_dir_for(_data_args(other), tmp_path / "run2") not in (home, other)
+    assert cache_dir_for(_data_args(other), tmp_path / "run2").parent == shared
+    assert cache_dir_for(_data_args(tree), tmp_path / "run3") == home
+
+
 def test_to_dataset_refuses_a_label_outside_the_label_set(corpus):
     rows = [{"path": str(corpus / "a.wav"), "label": "sad", "duration": 1.0},
             {"path": str(corpus / "b.wav"), "label": "bored", "duration": 0.5}]

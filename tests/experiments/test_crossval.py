@@ -156,6 +156,15 @@ def test_a_fold_streams_its_output_as_it_comes_progress_bars_included(tmp_path, 
     assert log.startswith(b"$ ") and log.endswith(b"step 1/3\rstep 2/3\rstep 3/3\n")
 
 
+def test_a_failed_folds_one_line_error_is_in_its_status(tmp_path):
+    fake = tmp_path / "fake_launcher.py"
+    fake.write_text("import sys\nprint('ser-hf train: error: writing checkpoint-9 in out failed: No space left on "
+                    "device (0.0 MB free)', file=sys.stderr)\nsys.exit(1)\n")
+    status = run_folds("c.yaml", [], [0], tmp_path / "cv", launcher=f"{sys.executable} {fake}", parallel=2)
+    assert status == {0: "failed (exit 1: writing checkpoint-9 in out failed: No space left on device (0.0 MB free), "
+                         f"see {tmp_path / 'cv' / 'logs' / 'fold_0.log'})"}
+
+
 def test_crossval_refuses_a_corpus_without_speakers_in_one_line(tmp_path, capsys):
     rows = ["path,label"] + [f"{write_tone(tmp_path / f'{i}.wav', 0.3, 200 + 40 * i, seed=i).name},{'ab'[i % 2]}"
                              for i in range(8)]

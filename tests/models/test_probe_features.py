@@ -1,13 +1,17 @@
 """The probe's cache: per-layer time means that train the head exactly, keyed by encoder and file, written atomically."""
 
+import errno
+import os
 import threading
 
 import numpy as np
 import pytest
 import torch
 
+from ser_hf import storage
 from ser_hf.config import ModelArguments
 from ser_hf.data.audio import decode_16k_mono
+from ser_hf.errors import UsageError, WriteFailed
 from ser_hf.labels import RAVDESS_EMOTIONS, label_maps
 from ser_hf.models.encoders import build_model
 from ser_hf.models.probe_features import LayerMeansCache, encoder_identity, layer_means
@@ -126,3 +130,33 @@ def test_two_writers_filling_one_cache_at_once_leave_every_entry_whole(tmp_path,
     for clip in clips[:4]:
         np.testing.assert_allclose(cache.load(clip), layer_means(model, feature_extractor, decode_16k_mono(clip)),
                                    rtol=1e-5, atol=1e-6)  # one thread in the fill: last-bit rounding only
+
+
+def test_a_probe_cache_the_disk_cannot_hold_is_refused_before_any_entry(tmp_path, clips, monkeypatch):
+    model, feature_extractor, args = probe_model(*ARCHITECTURES["wav2vec2-groupnorm"])
+    cache = _cache(tmp_path, model, feature_extractor, args)
+    monkeypatch.setattr(storage, "free_bytes", lambda folder: 10 * 2**20)  # under the 50 MB kept spare
+    with pytest.raises(UsageError, match=r"for the probe cache of 4 clips: .* Free space there, or put the caches "
+                                         r"on another disk with --cache_dir DIR"):
+        cache.fill(clips, model, feature_extractor, decode_16k_mono, progress=False)
+    assert not list(cache.cache_dir.glob("*.npy*"))
+
+
+def test_a_full_disk_mid_fill_keeps_the_entries_written_and_no_temporary(tmp_path, clips, monkeypatch):
+    model, feature_extractor, args = probe_model(*ARCHITECTURES["wav2vec2-groupnorm"])
+    cache = _cache(tmp_path, model, feature_extractor, args)
+    real_fsync, calls = storage.os.fsync, []
+
+    def fsync(fd):  # the third entry meets a full disk
+        calls.append(fd)
+        if len(calls) == 4:  # encoder.json, then entries 1 and 2
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(storage.os, "fsync", fsync)
+    with pytest.raises(WriteFailed, match=r"failed: No space left on device .* rerun the same command: the clips "
+                                          r"computed so far are kept"):
+        cache.fill(clips, model, feature_extractor, decode_16k_mono, progress=False)
+    assert len(list(cache.cache_dir.glob("*.npy"))) == 2 and not list(cache.cache_dir.glob("*.tmp"))
+    monkeypatch.setattr(storage.os, "fsync", real_fsync)
+    assert cache.fill(clips, model, feature_extractor, decode_16k_mono, progress=False)[0] == 2
