@@ -10,6 +10,7 @@
     ser-hf app MODEL [--export_space DIR]            the demo app, or a HF Space      (= recipes/app.py)
     ser-hf search CONFIG.yaml [--n_trials N ...]     hyperparameter search (Optuna)   (= recipes/search.py)
     ser-hf compare CV_DIR_A CV_DIR_B [...]           two cross-validations, paired    (= recipes/compare.py)
+    ser-hf sweep SWEEP.yaml --output_dir OUT [...]   a grid of settings x folds       (= recipes/sweep.py)
 
 `ser-hf COMMAND --help` lists each command's options. Cross-validation starts its folds as
 `python -m ser_hf.cli train ...`, so a fold is exactly what a user would run.
@@ -30,6 +31,7 @@ COMMANDS = {
     "app": "ser_hf.commands.app",
     "search": "ser_hf.commands.search",
     "compare": "ser_hf.commands.compare",
+    "sweep": "ser_hf.commands.sweep",
 }
 
 

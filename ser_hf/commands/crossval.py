@@ -2,6 +2,7 @@
 
 Usage:
     ser-hf cv recipes/configs/demo.yaml [--parallel 2] [--folds 0,1] [--field value ...]
+    ser-hf cv CONFIG.yaml --storage postgresql://USER:PASSWORD@HOST:PORT/DB --output_dir SHARED  (every node)
     python recipes/crossval.py recipes/configs/demo.yaml [--parallel 2] [--folds 0,1] [--field value ...]
     bash run.sh demo --cv
     bash run.sh ravdess --cv [--data_dir DIR] [--field value ...]
@@ -12,6 +13,10 @@ checkpoint, so rerunning the same command completes a cross-validation. The clas
 the same folds; OUTPUT_DIR gets crossval_results.json / .md (per-fold UA, WA, macro-F1, mean +- std, the SVM
 beside each fold) and the confusion matrix pooled over all held-out clips. With --test_fold T, fold T is held out
 from every run and the fold models' averaged probabilities (an ensemble) are scored on it.
+
+Several machines: give every worker the same command with --storage postgresql://USER:PASSWORD@HOST:PORT/DB and an
+--output_dir they all reach; each takes the next unfinished fold, a dead worker's fold is retried once by another,
+and the report is written once (docs/several-machines.md).
 """
 
 import logging
@@ -19,7 +24,7 @@ import sys
 
 from ser_hf.commands.options import CommandParser, check_field_options
 from ser_hf.console import command
-from ser_hf.errors import count
+from ser_hf.errors import UsageError, count
 
 logger = logging.getLogger("ser_hf")
 
@@ -36,6 +41,15 @@ def build_parser(prog=None):
     parser.add_argument("--launcher", help='how each fold starts, e.g. "accelerate launch --num_processes 4"')
     parser.add_argument("--baseline", choices=("true", "false"), default="true",
                         help="run the MFCC + prosody SVM on the same folds and report it beside each fold")
+    parser.add_argument("--storage", help="postgresql://USER:PASSWORD@HOST:PORT/DB: one cross-validation shared by "
+                        "workers on several machines (each takes the next unfinished fold)")
+    parser.add_argument("--study_name", help="with --storage: the study's name in the database (default: ser_hf_cv_ "
+                        "and a hash of the output dir's full path)")
+    parser.add_argument("--heartbeat_interval", type=int, default=30,
+                        help="with --storage: seconds between a running fold's heartbeats")
+    parser.add_argument("--grace_period", type=int, default=120,
+                        help="with --storage: seconds without a heartbeat after which a fold's worker counts as dead "
+                        "and the fold is retried (once) by another worker")
     return parser
 
 
@@ -47,8 +61,13 @@ def main(argv=None, prog=None):
     from ser_hf.config import config_fields  # parsed: now the recipe's fields (and torch)
 
     check_field_options(passthrough, config_fields(), parser)
-    from ser_hf.experiments.crossval import cross_validate
     from ser_hf.reporting.command import command_line
+
+    if args.storage:
+        return _shared(args, passthrough, argv, prog)
+    if args.study_name:
+        raise UsageError("--study_name names a shared study: give --storage postgresql://... too")
+    from ser_hf.experiments.crossval import cross_validate
     from ser_hf.reporting.crossval_report import markdown_table
 
     report, status, root = cross_validate(args.config, passthrough, args.folds, parallel=args.parallel,
@@ -67,6 +86,25 @@ def main(argv=None, prog=None):
                      "kept, interrupted ones resume.", count(len(failed), "fold"))
         return 1
     return 0
+
+
+def _shared(args, passthrough, argv, prog):
+    """`--storage`: this worker's share of a cross-validation that several workers run."""
+    if args.heartbeat_interval < 1 or args.grace_period <= args.heartbeat_interval:
+        raise UsageError("--heartbeat_interval must be at least 1 and --grace_period longer than it "
+                         f"(given {args.heartbeat_interval} and {args.grace_period})")
+    if args.parallel != 1:
+        raise UsageError("--parallel does not apply with --storage: a worker runs one fold at a time; start more "
+                         "workers instead")
+    from ser_hf.experiments.shared_crossval import SharedOptions, cross_validate_shared
+    from ser_hf.experiments.storage_url import redact_storage_args
+    from ser_hf.reporting.command import command_line
+
+    options = SharedOptions(args.storage, args.study_name, args.heartbeat_interval, args.grace_period)
+    # The command line is saved (fold model cards): the database password inside --storage is hidden.
+    shown = command_line(prog or "recipes/crossval.py", redact_storage_args(argv))
+    return cross_validate_shared(args.config, passthrough, args.folds, options, launcher=args.launcher,
+                                 baseline=args.baseline == "true", command=shown)
 
 
 if __name__ == "__main__":

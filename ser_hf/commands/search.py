@@ -51,6 +51,8 @@ def build_parser(prog=None):
     parser.add_argument("--report", choices=("true", "false"), default="false",
                         help="write the report of the study as it stands (trials, best config, its cross-validation) "
                         "and run no trial")
+    parser.add_argument("--study_name", help="the study's name in --storage (default ser_hf_search); give each search "
+                        "sharing one database its own")
     parser.add_argument("--heartbeat_interval", type=int, default=30,
                         help="shared study (postgresql --storage): seconds between a running trial's heartbeats")
     parser.add_argument("--grace_period", type=int, default=120,
@@ -85,7 +87,7 @@ def main(argv=None, prog=None):
                               sampler_seed=args.sampler_seed, parallel=args.parallel, launcher=args.launcher,
                               final_cv=args.final_cv == "true", baseline=args.baseline == "true",
                               heartbeat_interval=args.heartbeat_interval, grace_period=args.grace_period,
-                              report_only=args.report == "true")
+                              report_only=args.report == "true", study_name=args.study_name)
     # The command line is saved (reports, fold model cards): the database password inside --storage is hidden.
     shown = command_line(prog or "recipes/search.py", redact_storage_args(argv))
     return run_search(args.config, passthrough, settings, shown)

@@ -259,23 +259,56 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
     Raises:
         UsageError: the corpus has no speakers, so no fold could be speaker-independent.
     """
+    corpus, prepared = prepare_crossval(data_args, root, probe_args, task)
+    if baseline and task != "dimensional":  # first: its table is there even when a fold crashes (cached for the report)
+        _cached_svm(data_args, folds, root, corpus)
+    status = run_folds(config, overrides, folds, root, parallel=parallel, launcher=launcher, command=command)
+    report = pool_report(data_args, folds, root, corpus, prepared, status, baseline=baseline, task=task)
+    return report, status
+
+
+def prepare_crossval(data_args, root, probe_args=None, task="emotion", report_dir=None):
+    """What a cross-validation prepares before its folds start: the corpus scanned and decoded, the probe cache.
+
+    Args:
+        data_args, probe_args, task: see `run_crossval`.
+        root: the cross-validation output dir (created).
+        report_dir: where the scan report goes (default `root`; a shared cross-validation's worker: its own dir).
+
+    Returns:
+        (corpus, `PreparedData` of the first fold)
+    """
     root.mkdir(parents=True, exist_ok=True)
+    report_dir = report_dir or root
     corpus = load_corpus(data_args, task)  # once: the splits here and the SVM's folds share it
-    prepared = prepare_folds(data_args, root, corpus, task=task)
+    prepared = prepare_folds(data_args, report_dir, corpus, task=task)
+    if probe_args is not None:  # every clip through the frozen encoder once, here: the folds only read the cache
+        prefill_probe_cache(*probe_args, data_args, prepared.splits, prepared.label_names, prepared.load_audio,
+                            report_dir)
+    return corpus, prepared
+
+
+def pool_report(data_args, folds, root, corpus, prepared, status, baseline=True, task="emotion"):
+    """The report of the folds that finished: the SVM beside them, the test-fold ensemble, the report files.
+
+    Args:
+        data_args, folds, root, baseline, task: see `run_crossval`.
+        corpus, prepared: `prepare_crossval(...)`.
+        status: {fold: status} as `run_folds` returns it (kept in the report).
+
+    Returns:
+        The report dict, or None when no fold finished (nothing written).
+    """
     if baseline and task == "dimensional":
         logger.info("--task dimensional: no SVM baseline (a classifier); each fold reports the MSE of predicting its "
                     "training mean instead")
         baseline = False
-    if probe_args is not None:  # every clip through the frozen encoder once, here: the folds only read the cache
-        prefill_probe_cache(*probe_args, data_args, prepared.splits, prepared.label_names, prepared.load_audio, root)
     svm = _cached_svm(data_args, folds, root, corpus) if baseline else None
-
-    status = run_folds(config, overrides, folds, root, parallel=parallel, launcher=launcher, command=command)
     # The split each fold reports: its held-out fold, which is the test split under --held_out_split test.
     split = "test" if data_args.held_out_split == "test" else "validation"
     fold_results = collect_fold_results(root, folds, split=split)
     if not fold_results:
-        return None, status
+        return None
     report = summarize(fold_results, prepared.label_names, svm)
     report["status"], report["split"] = status, split
     report["emobox_form"] = data_args.corpus == "emobox" or data_args.fold_scheme == "emobox"
@@ -298,7 +331,7 @@ def run_crossval(config, overrides, data_args, folds, root, parallel=1, launcher
         report["pseudo_labels"] = pseudo
         write_text_atomic(root / "pseudo_crossval.md", pseudo_crossval_markdown(pseudo) + "\n")
     write_crossval_report(root, report)
-    return report, status
+    return report
 
 
 def _emobox_note(data_args, folds, corpus):
@@ -352,6 +385,21 @@ def cross_validate(config, overrides, folds=None, parallel=1, launcher=None, bas
         UsageError: an option that does not apply (--fold, --train_manifest), bad folds, or any recipe mistake,
             found before the first fold starts.
     """
+    model_args, data_args, training_args, root, chosen, overrides = parse_crossval(config, overrides, folds)
+    report, status = run_crossval(config, overrides, data_args, chosen, root, parallel=parallel, launcher=launcher,
+                                  baseline=baseline, command=command,
+                                  probe_args=(model_args, training_args) if training_args.probe else None,
+                                  task=training_args.task)
+    return report, status, root
+
+
+def parse_crossval(config, overrides, folds=None):
+    """Every setting of a cross-validation checked before hours of work (see `cross_validate`).
+
+    Returns:
+        (model_args, data_args with the first chosen fold, training_args, root, chosen folds, overrides without
+         --output_dir)
+    """
     overrides = list(overrides)
     for name in ("fold", "train_manifest"):
         if pop_option(list(overrides), name) is not None:
@@ -370,8 +418,4 @@ def cross_validate(config, overrides, folds=None, parallel=1, launcher=None, bas
     data_args = dataclasses.replace(data_args, fold=chosen[0])
     for k in chosen:  # --probe / --init_head_from checked now, for every fold (a fold starts from its own probe)
         head_model_args(model_args, dataclasses.replace(data_args, fold=k), training_args)
-    report, status = run_crossval(config, overrides, data_args, chosen, root, parallel=parallel, launcher=launcher,
-                                  baseline=baseline, command=command,
-                                  probe_args=(model_args, training_args) if training_args.probe else None,
-                                  task=training_args.task)
-    return report, status, root
+    return model_args, data_args, training_args, root, chosen, overrides

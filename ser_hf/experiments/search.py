@@ -11,8 +11,6 @@ run one study between them: `ser_hf.experiments.shared_study`.
 
 import dataclasses
 import logging
-import os
-import socket
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +37,7 @@ from ser_hf.experiments.shared_study import (
     report_once,
     run_shared_trials,
     worker_seed,
+    worker_slug,
 )
 from ser_hf.experiments.storage_url import is_shared, redact_url, storage_url
 from ser_hf.experiments.study import (
@@ -82,6 +81,8 @@ class SearchSettings:
         baseline: the final cross-validation runs the SVM baseline on the same folds.
         heartbeat_interval, grace_period: a shared study's heartbeats (`ser_hf.experiments.shared_study.Heartbeat`).
         report_only: write the report of the study as it stands and run no trial.
+        study_name: the study's name in the storage (None: "ser_hf_search", the name every search so far used, so
+            their studies still load; give another to keep two searches in one database apart).
     """
 
     n_trials: int = 20
@@ -96,6 +97,7 @@ class SearchSettings:
     heartbeat_interval: int = Heartbeat.interval
     grace_period: int = Heartbeat.grace
     report_only: bool = False
+    study_name: str | None = None
 
 
 def _run_trials(study, objective, n_trials):
@@ -162,7 +164,7 @@ def run_search(config, overrides, settings, command):
     # write into the same output dir, each under its own dirs, and coordinate through the database instead.
     with nullcontext() if shared else OutputDirLock(root):
         # What each worker prepares for itself (the scan report, the space's check file) goes to its own dir.
-        work_dir = root / "workers" / _worker_slug() if shared else root
+        work_dir = root / "workers" / worker_slug() if shared else root
         work_dir.mkdir(parents=True, exist_ok=True)
         check_space_values(base, params, work_dir)
         study = _open_search_study(settings, root, setup, first_trial, shared)
@@ -197,19 +199,15 @@ def _open_search_study(settings, root, setup, first_trial, shared):
     again: only one search runs here). A new study starts with `first_trial` queued."""
     if shared:
         heartbeat = Heartbeat(settings.heartbeat_interval, settings.grace_period)
-        return open_shared_study(settings.storage, STUDY_NAME, setup, check_setup, _shared_sampler(settings),
-                                 make_pruner(settings.pruner), heartbeat, first_trial=first_trial)
+        return open_shared_study(settings.storage, settings.study_name or STUDY_NAME, setup, check_setup,
+                                 _shared_sampler(settings), make_pruner(settings.pruner), heartbeat,
+                                 first_trials=[first_trial])
     study = open_study(settings.storage or default_storage(root), setup, seed=settings.sampler_seed,
-                       pruner=settings.pruner)
+                       pruner=settings.pruner, study_name=settings.study_name or STUDY_NAME)
     recover_killed_trials(study)
     if not study.trials:
         study.enqueue_trial(first_trial[0], user_attrs=first_trial[1])
     return study
-
-
-def _worker_slug():
-    """HOST-PID: the folder name of this worker's own files in a shared search's output dir."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _shared_sampler(settings):

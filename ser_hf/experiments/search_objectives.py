@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from ser_hf.evaluation.fold_summary import collect_fold_results
 from ser_hf.evaluation.metrics import make_compute_metrics
 from ser_hf.experiments.crossval import run_folds
 from ser_hf.experiments.search_space import TRIAL_CONFIG, suggest, trial_config
-from ser_hf.experiments.shared_study import worker_id
+from ser_hf.experiments.shared_study import remove_lost_locks, worker_id
 from ser_hf.labels import label_maps
 from ser_hf.models.encoders import build_model
 from ser_hf.models.probe_features import probe_cache
@@ -153,19 +152,7 @@ class FineTuneObjective(_FoldObjective):
         machine, and a lock written on another host cannot be checked from here (`OutputDirLock` refuses it), so
         the interrupted fold could not resume. A lock of this host is left to `OutputDirLock`, which checks its pid.
         """
-        lost = trial.user_attrs.get("lost_worker")
-        lost_host = lost.rsplit(":", 1)[0] if lost else None
-        if not lost_host or lost_host == socket.gethostname():
-            return
-        for lock in Path(run_dir).glob(f"fold_*/{LOCK_NAME}"):
-            try:
-                host = json.loads(lock.read_text()).get("hostname")
-            except (OSError, ValueError):
-                continue
-            if host == lost_host:
-                logger.warning("Removing %s: written on %s by the lost worker of this trial's first try", lock,
-                               lost_host)
-                lock.unlink(missing_ok=True)
+        remove_lost_locks(trial.user_attrs.get("lost_worker"), Path(run_dir).glob("fold_*"), LOCK_NAME)
 
     def score_folds(self, config, folds, run_dir):
         status = run_folds(config, [], folds, run_dir, parallel=self.parallel, launcher=self.launcher,

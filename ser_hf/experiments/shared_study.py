@@ -16,11 +16,13 @@ Each worker runs the same command. The database decides who does what:
   (`report_once`); the study's user attribute `report` records how many finished trials it covers.
 
 Advisory locks belong to a database session: a worker that dies loses its locks with its connection, so no lock
-outlives its holder. The search uses this module (`ser_hf.experiments.search`); cross-validation and sweeps can
-share their studies the same way.
+outlives its holder. The search uses this module (`ser_hf.experiments.search`), and so do `ser-hf cv --storage`
+and `ser-hf sweep`, whose trials are folds queued up front (`ser_hf.experiments.shared_folds`, `next_trial(...,
+new_trials=False)`).
 """
 
 import hashlib
+import json
 import logging
 import os
 import shlex
@@ -34,10 +36,12 @@ import zlib
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
 
 from ser_hf.errors import UsageError
 from ser_hf.experiments.storage_url import redact_url, storage_url
@@ -110,7 +114,29 @@ def study_lock(study_or_storage, study_name, purpose, wait=True):
 
 
 def shared_storage(url, heartbeat):
-    """optuna's RDBStorage for `url` with heartbeats and the retry of a dead worker's trial."""
+    """optuna's RDBStorage for `url` with heartbeats and the retry of a dead worker's trial.
+
+    RDBStorage creates optuna's tables (and PostgreSQL enum types) in an empty database; two workers doing so at the
+    same moment collide on the types ("duplicate key value violates unique constraint pg_type_typname_nsp_index":
+    seen with two sweep workers started together). A database-wide advisory lock, held on a connection of its own,
+    lets one create them while the others wait, then find them there.
+    """
+    engine = create_engine(storage_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            key = _lock_key("", "schema")
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            connection.commit()
+            try:
+                return _rdb_storage(url, heartbeat)
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+def _rdb_storage(url, heartbeat):
     with warnings.catch_warnings():  # heartbeat_interval is "experimental" in optuna's words since 2.x
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
@@ -119,7 +145,7 @@ def shared_storage(url, heartbeat):
             heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
 
-def open_shared_study(url, study_name, setup, check_setup, sampler, pruner, heartbeat, first_trial=None):
+def open_shared_study(url, study_name, setup, check_setup, sampler, pruner, heartbeat, first_trials=()):
     """Create the shared study or join it, under its setup lock: of workers starting at once, one creates it.
 
     Args:
@@ -129,7 +155,8 @@ def open_shared_study(url, study_name, setup, check_setup, sampler, pruner, hear
         check_setup: `check_setup(study, setup, where)` raises UsageError when the stored setup differs.
         sampler, pruner: this worker's optuna sampler and pruner.
         heartbeat: `Heartbeat`.
-        first_trial: (params, user_attrs) queued when this worker creates the study (the config as it is).
+        first_trials: [(params, user_attrs), ...] queued when this worker creates the study (a search: the config
+            as it is; a cross-validation: every fold), under the same lock, so no worker sees the study without them.
 
     Returns:
         optuna.Study (direction maximize).
@@ -144,8 +171,8 @@ def open_shared_study(url, study_name, setup, check_setup, sampler, pruner, hear
                                     direction="maximize", load_if_exists=True)
         if "setup" not in study.user_attrs:
             study.set_user_attr("setup", setup)
-            if first_trial is not None:
-                study.enqueue_trial(first_trial[0], user_attrs=first_trial[1])
+            for params, user_attrs in first_trials:
+                study.enqueue_trial(params, user_attrs=user_attrs)
             logger.info("Created the shared study %s in %s", study_name, redact_url(url))
         else:
             check_setup(study, setup, redact_url(url))
@@ -171,6 +198,39 @@ def fold_launcher(launcher):
     return shlex.join([setpriv, "--pdeathsig", "KILL", sys.executable])
 
 
+def default_study_name(command, root):
+    """The study name of `command` ("cv", "sweep") writing into `root`: one database holds many studies, and workers
+    agree on the name when they give the same --output_dir path (else they give the same --study_name)."""
+    digest = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:12]
+    return f"ser_hf_{command}_{digest}"
+
+
+def worker_slug():
+    """HOST-PID: the folder name of this worker's own files (scan report, scratch) in a shared output dir."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def remove_lost_locks(lost_worker, folders, lock_name):
+    """A retried trial whose first worker died on another host: that host's run-dir locks in `folders` go.
+
+    The run processes held them; they died with their worker (`fold_launcher`) or with their machine, and a lock
+    written on another host cannot be checked from here (`OutputDirLock` refuses it), so the interrupted run could
+    not resume. A lock of this host is left to `OutputDirLock`, which checks its pid.
+    """
+    lost_host = lost_worker.rsplit(":", 1)[0] if lost_worker else None
+    if not lost_host or lost_host == socket.gethostname():
+        return
+    for folder in folders:
+        lock = Path(folder) / lock_name
+        try:
+            host = json.loads(lock.read_text()).get("hostname")
+        except (OSError, ValueError):
+            continue
+        if host == lost_host:
+            logger.warning("Removing %s: written on %s by the lost worker of this trial's first try", lock, lost_host)
+            lock.unlink(missing_ok=True)
+
+
 def worker_seed(seed):
     """The TPE seed of this worker: the user's seed shifted by this worker's identity, so that two workers starting
     together do not draw the same parameters (a shared study's draws depend on timing anyway)."""
@@ -184,12 +244,14 @@ def counts(study):
             "waiting": states[optuna.trial.TrialState.WAITING], "failed": states[optuna.trial.TrialState.FAIL]}
 
 
-def next_trial(study, n_trials):
+def next_trial(study, n_trials, new_trials=True):
     """The trial this worker runs next, taken under the study's trial lock.
 
     Stale trials (no heartbeat for the grace period) are failed first, which queues their retries. Then a queued
     trial is taken if there is one, else a new one is started if finished + running trials are fewer than
-    `n_trials`. The trial is marked with this worker (`worker`; a retry keeps its dead worker as `lost_worker`)
+    `n_trials`. With `new_trials` False (a study whose trials were all queued up front: the folds of a
+    cross-validation, the cells of a sweep) no trial is ever drawn: the study is finished when nothing is queued or
+    running, whatever failed. The trial is marked with this worker (`worker`; a retry keeps its dead worker as `lost_worker`)
     and its first heartbeat recorded before the lock goes.
 
     Returns:
@@ -203,7 +265,9 @@ def next_trial(study, n_trials):
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         optuna.storages.fail_stale_trials(study)
         now = counts(study)
-        if now["finished"] >= n_trials:
+        if not new_trials and not now["waiting"]:
+            return None, not now["running"]
+        if new_trials and now["finished"] >= n_trials:
             return None, True
         if not now["waiting"] and now["finished"] + now["running"] >= n_trials:
             return None, False
@@ -282,8 +346,9 @@ def _tell(study, trial, value=None, state=None):
     return study.tell(trial, value, state=state, skip_if_finished=True).state
 
 
-def run_shared_trials(study, objective, n_trials, catch=(), max_failures=3):
-    """Take trials (`next_trial`) and run them until the study holds `n_trials` finished ones.
+def run_shared_trials(study, objective, n_trials, catch=(), max_failures=3, new_trials=True):
+    """Take trials (`next_trial`) and run them until the study holds `n_trials` finished ones (with `new_trials`
+    False: until no queued trial is left and none runs).
 
     A worker with nothing to take waits (one heartbeat interval at a time) while other workers run the last trials:
     if one of them dies, this worker takes its retry.
@@ -293,7 +358,7 @@ def run_shared_trials(study, objective, n_trials, catch=(), max_failures=3):
     """
     failures, waiting_since = 0, None
     while True:
-        trial, done = next_trial(study, n_trials)
+        trial, done = next_trial(study, n_trials, new_trials)
         if done:
             return True
         if trial is None:

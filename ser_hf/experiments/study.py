@@ -35,7 +35,7 @@ def make_pruner(name):
     raise UsageError(f"--pruner {name}: choose median, halving or none")
 
 
-def open_study(storage, setup, seed=0, pruner="median"):
+def open_study(storage, setup, seed=0, pruner="median", study_name=STUDY_NAME):
     """Create the study, or load it and check that it searches the same thing.
 
     Args:
@@ -43,6 +43,7 @@ def open_study(storage, setup, seed=0, pruner="median"):
         setup: what the objective means (mode, folds, test fold, space, base config); a rerun must match.
         seed: the sampler's seed; shifted by the trials already run, so a continued study does not redraw them.
         pruner: see `make_pruner`.
+        study_name: the study's name in the storage (--study_name; the default is what every search so far used).
 
     Returns:
         optuna.Study (direction maximize: mean validation UA).
@@ -51,18 +52,18 @@ def open_study(storage, setup, seed=0, pruner="median"):
         UsageError: the stored study searched another space, other folds or another config.
     """
     kept = optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
-    study = optuna.load_study(study_name=STUDY_NAME, storage=kept) if STUDY_NAME in \
+    study = optuna.load_study(study_name=study_name, storage=kept) if study_name in \
         optuna.get_all_study_names(storage=kept) else None
     done = len(study.trials) if study is not None else 0
     sampler = optuna.samplers.TPESampler(seed=seed + done)
     if study is None:
-        study = optuna.create_study(study_name=STUDY_NAME, storage=kept, sampler=sampler,
+        study = optuna.create_study(study_name=study_name, storage=kept, sampler=sampler,
                                     pruner=make_pruner(pruner), direction="maximize")
         study.set_user_attr("setup", setup)
         return study
     check_setup(study, setup, storage)
     logger.info("Continuing the study in %s: %d trial(s) so far", storage, done)
-    return optuna.load_study(study_name=STUDY_NAME, storage=kept, sampler=sampler, pruner=make_pruner(pruner))
+    return optuna.load_study(study_name=study_name, storage=kept, sampler=sampler, pruner=make_pruner(pruner))
 
 
 def check_setup(study, setup, where):

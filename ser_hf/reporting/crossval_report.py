@@ -16,6 +16,11 @@ def _pct(value):
     return f"{100 * value:.1f}"
 
 
+def pct_mean_std(summary, metric):
+    """"63.2 +- 7.3": a metric's mean +- std over folds, in percent (the cross-validation and sweep tables)."""
+    return f"{_pct(summary[metric]['mean'])} +- {_pct(summary[metric]['std'])}"
+
+
 def dimensional_markdown_table(report):
     """The table of a `--task dimensional` cross-validation: CCC per dimension, mean CCC and MSE per fold (beside the
     MSE of predicting the fold's training mean), a mean +- std row, and the pooled scores."""
@@ -65,7 +70,7 @@ def markdown_table(report):
         if base:
             cells += [_pct(base[row["fold"]][m]) if row["fold"] in base else "" for m in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
-    mean = lambda s, m: f"{_pct(s[m]['mean'])} +- {_pct(s[m]['std'])}"  # noqa: E731
+    mean = pct_mean_std
     cells = ["**mean +- std**", f"{len(report['folds'])} folds", str(sum(r["num_examples"] for r in report["folds"])),
              *(mean(report["summary"], m) for m in METRICS)]
     if base:

@@ -139,7 +139,7 @@ def test_a_manifest_with_one_speaker_is_one_line_with_the_fixes(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["cv", "evaluate", "predict", "baseline", "bench", "export", "app", "search",
-                                     "compare"])
+                                     "compare", "sweep"])
 def test_help_and_typos_are_answered_before_torch_is_imported(command):
     probe = ("import sys\nfrom ser_hf.cli import main\n"
              f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
