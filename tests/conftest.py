@@ -21,6 +21,7 @@ from transformers import (
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.pop("SER_HF_CACHE", None)  # a user's shared cache folder must not change where the tests look
+os.environ.pop("SER_HF_COMMAND", None)  # set by `bash run.sh test`: the cards would show it, not the command tested
 
 from ser_hf.data.audio import SAMPLE_RATE
 from ser_hf.labels import RAVDESS_EMOTIONS

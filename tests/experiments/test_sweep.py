@@ -1,8 +1,10 @@
 """`ser-hf sweep`: the YAML checked in one line; a 2-setting x 2-fold probe sweep run by two workers on a real
-PostgreSQL server (tests/postgres.py): every cell finished once, one table per corpus, the password nowhere."""
+PostgreSQL server (tests/postgres.py), one killed mid-cell: every cell finished once (the killed one retried once),
+one table per corpus, the password nowhere."""
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -83,34 +85,63 @@ def test_the_command_answers_a_missing_file_in_one_line(tmp_path, capsys):
     assert "no such file" in err and len(err.strip().splitlines()) == 1, err
 
 
+def _running_cell(url, out, workers, deadline):
+    """(worker pid, trial) of a cell under way on one of `workers`, its fold's training process started."""
+    while time.monotonic() < deadline:
+        for worker in workers:
+            assert worker.poll() is None, f"worker {worker.pid} ended early (exit {worker.returncode})"
+        try:
+            study = optuna.load_study(study_name=default_study_name("sweep", out), storage=storage_url(url))
+            trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:  # the study is not created yet
+            trials = []
+        for trial in trials:
+            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
+            log = out / str(trial.params.get("setting")) / "logs" / f"fold_{trial.params.get('fold')}.log"
+            if pid in {w.pid for w in workers} and log.is_file():
+                return pid, trial
+        time.sleep(0.05)
+    raise AssertionError("no worker started a cell in time")
+
+
 @pytest.mark.slow
-def test_two_workers_share_a_sweep_and_write_one_table_per_corpus(ravdess_tree, tmp_path, postgres_url):
+def test_two_workers_share_a_sweep_one_dies_and_one_table_per_corpus_is_written(ravdess_tree, tmp_path,
+                                                                                postgres_url):
     sweep, out, logs = _write(tmp_path, _sweep(ravdess_tree)), tmp_path / "sweep", tmp_path / "logs"
     logs.mkdir()
     argv = [str(sweep), "--output_dir", str(out), "--storage", postgres_url, "--heartbeat_interval", "1",
-            "--grace_period", "10"]
+            "--grace_period", "4"]
     started = time.monotonic()
     handles = [open(logs / f"worker_{i}.log", "wb") for i in range(2)]
     workers = [subprocess.Popen([sys.executable, "-m", "ser_hf.cli", "sweep", *argv], stdout=handle,
                                 stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
                for handle in handles]
     try:
-        codes = [w.wait(timeout=300) for w in workers]
+        pid, killed = _running_cell(postgres_url, out, workers, time.monotonic() + 240)
+        victim = next(w for w in workers if w.pid == pid)
+        victim.send_signal(signal.SIGKILL)  # mid-cell: its fold's training process dies with it
+        victim.wait()
+        survivor = next(w for w in workers if w is not victim)
+        code = survivor.wait(timeout=300)
     finally:
         for worker in workers:
             if worker.poll() is None:
                 worker.kill()
         for handle in handles:
             handle.close()
-    print(f"2 workers, 2 settings x 2 folds: {time.monotonic() - started:.1f} s")
-    assert codes == [0, 0], [(logs / f"worker_{i}.log").read_text()[-3000:] for i in range(2)]
+    print(f"2 workers, 2 settings x 2 folds, one worker killed: {time.monotonic() - started:.1f} s")
+    assert code == 0, [(logs / f"worker_{i}.log").read_text()[-3000:] for i in range(2)]
 
     study = optuna.load_study(study_name=default_study_name("sweep", out), storage=storage_url(postgres_url))
     trials = study.get_trials(deepcopy=False)
-    assert sorted((t.params["setting"], t.params["fold"]) for t in trials) == [
-        ("one-layer", 0), ("one-layer", 1), ("two-layer", 0), ("two-layer", 1)]
-    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both workers took cells
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted((t.params["setting"], t.params["fold"]) for t in complete) == [
+        ("one-layer", 0), ("one-layer", 1), ("two-layer", 0), ("two-layer", 1)]  # every cell once
+    assert len(trials) == 5  # the 4 cells and one retry, nothing else
+    lost = trials[killed.number]
+    assert lost.state == optuna.trial.TrialState.FAIL and lost.user_attrs["worker"].endswith(f":{pid}")
+    [retry] = [t for t in trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert retry.state == optuna.trial.TrialState.COMPLETE and retry.params == lost.params
 
     written = [i for i in range(2) if b"sweep_results.json" in (logs / f"worker_{i}.log").read_bytes()]
     assert len(written) == 1
