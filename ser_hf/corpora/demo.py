@@ -12,6 +12,8 @@ Usage:
 
 import argparse
 import concurrent.futures
+import contextlib
+import fcntl
 import io
 import json
 import logging
@@ -215,6 +217,22 @@ def synthesize_demo_corpus(
     out_dir = pathlib.Path(out_dir)
     if not 1 <= n_actors <= MAX_ACTORS:
         raise UsageError(f"n_actors must be between 1 and {MAX_ACTORS}, got {n_actors}")
+    with _one_writer(out_dir):
+        return _synthesize_or_reuse(out_dir, seed, n_actors, workers)
+
+
+@contextlib.contextmanager
+def _one_writer(out_dir):
+    """Several processes asking for the corpus at once (the workers of a shared sweep started together on a fresh
+    machine): one synthesises it while the others wait, then they find it complete. An flock is released when its
+    process dies, so a killed synthesis never blocks the next."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_dir.parent / f".{out_dir.name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _synthesize_or_reuse(out_dir, seed, n_actors, workers):
     utterances = list(_utterances(n_actors))
     expected = {_relative_path(u) for u in utterances}
     present = {p.relative_to(out_dir).as_posix() for p in out_dir.glob("Actor_*/*.wav")}

@@ -5,6 +5,7 @@ import logging
 import re
 import shutil
 import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
@@ -171,3 +172,16 @@ def test_emotions_differ_measurably(corpus):
     assert f0["angry"] > 1.15 * f0["sad"] and f0["fearful"] > 1.25 * f0["sad"]
     assert seconds["fearful"] < seconds["neutral"] < seconds["sad"] < seconds["disgust"]
     assert loudness["angry"] > 1.5 * loudness["sad"]
+
+
+def test_two_processes_asking_at_once_get_one_complete_corpus(tmp_path):
+    # The workers of a shared sweep, started together on a fresh machine: one synthesises, the other waits and reuses.
+    out = tmp_path / "demo"
+    make = ("import sys; from ser_hf.corpora.demo import synthesize_demo_corpus; "
+            "synthesize_demo_corpus(sys.argv[1], seed=0, n_actors=1, workers=1)")
+    procs = [subprocess.Popen([sys.executable, "-c", make, str(out)], stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errors = [proc.communicate(timeout=300)[1] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], errors
+    assert len(list(out.glob("Actor_01/*.wav"))) == 60 and not list(out.glob("Actor_01/.*.tmp"))
+    assert json.loads((out / MARKER_NAME).read_text())["complete"]

@@ -4,10 +4,7 @@ the killed fold retried once by the other worker, the report written once, the p
 cross-validation (the head on cached encoder features) of 2 folds on generated RAVDESS-layout audio keeps it short."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from ser_hf.experiments.shared_study import default_study_name
 from ser_hf.experiments.storage_url import redact_url, storage_url
 from tests.conftest import TINY_ENCODER
 from tests.postgres import PASSWORD
+from tests.shared_workers import files_holding, running_trial, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = {**TINY_ENCODER, "num_hidden_layers": 2, "feat_extract_norm": "layer"}
@@ -38,33 +36,6 @@ def _study(url, out):
     return optuna.load_study(study_name=default_study_name("cv", out), storage=storage_url(url))
 
 
-def _worker(argv, log):
-    return subprocess.Popen([sys.executable, "-m", "ser_hf.cli", "cv", *argv], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def _running_fold(url, out, workers, deadline):
-    """(worker pid, trial) of a fold under way on one of `workers`, its training process started."""
-    while time.monotonic() < deadline:
-        for worker in workers:
-            assert worker.poll() is None, f"worker {worker.pid} ended early (exit {worker.returncode})"
-        try:
-            trials = _study(url, out).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:  # the study is not created yet
-            trials = []
-        for trial in trials:
-            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
-            log = out / "logs" / f"fold_{trial.params.get('fold')}.log"
-            if pid in {w.pid for w in workers} and log.is_file():
-                return pid, trial
-        time.sleep(0.05)
-    raise AssertionError("no worker started a fold in time")
-
-
-def _files_holding(root, secret):
-    return [str(p) for p in Path(root).rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-
-
 @pytest.mark.slow
 def test_workers_share_one_crossval_and_a_dead_workers_fold_is_retried_once(ravdess_tree, tmp_path, postgres_url):
     out, logs = tmp_path / "cv", tmp_path / "logs"
@@ -72,9 +43,10 @@ def test_workers_share_one_crossval_and_a_dead_workers_fold_is_retried_once(ravd
     argv = _argv(ravdess_tree, out, postgres_url)
     started = time.monotonic()
     handles = [open(logs / f"worker_{i}.log", "wb") for i in range(2)]
-    workers = [_worker(argv, handle) for handle in handles]
+    workers = [start_worker("cv", argv, handle) for handle in handles]
     try:
-        pid, killed = _running_fold(postgres_url, out, workers, time.monotonic() + 240)
+        pid, killed = running_trial(lambda: _study(postgres_url, out), workers,  # its training process started
+                                    lambda trial: (out / "logs" / f"fold_{trial.params.get('fold')}.log").is_file())
         victim = next(w for w in workers if w.pid == pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
@@ -115,7 +87,7 @@ def test_workers_share_one_crossval_and_a_dead_workers_fold_is_retried_once(ravd
     assert [row["fold"] for row in report["folds"]] == list(range(FOLDS))
     assert (out / "crossval_results.md").is_file() and (out / "confusion_matrix.png").is_file()
 
-    assert _files_holding(out, PASSWORD) == [] and _files_holding(logs, PASSWORD) == []
+    assert files_holding(out, PASSWORD) == [] and files_holding(logs, PASSWORD) == []
     assert redact_url(postgres_url) in (out / "fold_0" / "README.md").read_text()  # the saved command line
 
 

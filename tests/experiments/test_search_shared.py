@@ -5,10 +5,7 @@ dir, by another worker; the report is written once; the password is nowhere unde
 Probe trials (the head on cached encoder features) on generated RAVDESS-layout audio keep it to about a minute."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from ser_hf.experiments.storage_url import redact_storage_args, redact_url, stor
 from ser_hf.experiments.study import STUDY_NAME
 from tests.conftest import TINY_ENCODER
 from tests.postgres import PASSWORD
+from tests.shared_workers import files_holding, running_trial, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = {**TINY_ENCODER, "num_hidden_layers": 2, "feat_extract_norm": "layer"}
@@ -39,33 +37,6 @@ def _study(url):
     return optuna.load_study(study_name=STUDY_NAME, storage=storage_url(url))
 
 
-def _worker(argv, log):
-    return subprocess.Popen([sys.executable, "-m", "ser_hf.cli", "search", *argv], stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-
-
-def _running_trial_of_a_worker(url, workers, deadline):
-    """(worker pid, trial number) of a trial under way on one of `workers`: its parameters drawn, not trial 0."""
-    while time.monotonic() < deadline:
-        for worker in workers:
-            assert worker.poll() is None, f"worker {worker.pid} ended early (exit {worker.returncode})"
-        try:
-            trials = _study(url).get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:  # the study is not created yet
-            trials = []
-        pids = {w.pid for w in workers}
-        for trial in trials:
-            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
-            if trial.number > 0 and len(trial.params) == 4 and pid in pids:
-                return pid, trial.number
-        time.sleep(0.05)
-    raise AssertionError("no worker started a trial in time")
-
-
-def _files_holding(root, secret):
-    return [str(p) for p in Path(root).rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
-
-
 @pytest.mark.slow
 def test_workers_share_one_study_and_a_dead_workers_trial_is_retried_once(ravdess_tree, tmp_path, postgres_url):
     out, logs = tmp_path / "search", tmp_path / "logs"
@@ -73,13 +44,16 @@ def test_workers_share_one_study_and_a_dead_workers_trial_is_retried_once(ravdes
     argv = _argv(ravdess_tree, out, postgres_url)
     started = time.monotonic()
     handles = [open(logs / f"worker_{i}.log", "wb") for i in range(3)]
-    workers = [_worker(argv, handles[i]) for i in range(2)]
+    workers = [start_worker("search", argv, handles[i]) for i in range(2)]
     try:
-        pid, killed = _running_trial_of_a_worker(postgres_url, workers, time.monotonic() + 240)
+        # Its parameters drawn and not trial 0 (the config as it is): a trial the retry must reproduce.
+        pid, killed = running_trial(lambda: _study(postgres_url), workers,
+                                    lambda trial: trial.number > 0 and len(trial.params) == 4)
+        killed = killed.number
         victim = next(w for w in workers if w.pid == pid)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        workers.append(_worker(argv, handles[2]))  # a worker joining late takes its share too
+        workers.append(start_worker("search", argv, handles[2]))  # a worker joining late takes its share too
         codes = {w.pid: w.wait(timeout=400) for w in workers if w is not victim}
     finally:
         for worker in workers:
@@ -129,7 +103,7 @@ def test_workers_share_one_study_and_a_dead_workers_trial_is_retried_once(ravdes
         str(retry.number)]
 
     # The password: in no file under the output dir (fold model cards, configs, reports) and in no log.
-    assert _files_holding(out, PASSWORD) == [] and _files_holding(logs, PASSWORD) == []
+    assert files_holding(out, PASSWORD) == [] and files_holding(logs, PASSWORD) == []
 
 
 def test_a_worker_with_another_setup_is_refused_in_one_line(ravdess_tree, tmp_path, postgres_url, capsys):

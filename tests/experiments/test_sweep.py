@@ -3,10 +3,7 @@ PostgreSQL server (tests/postgres.py), one killed mid-cell: every cell finished 
 one table per corpus, the password nowhere."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from ser_hf.experiments.storage_url import storage_url
 from ser_hf.experiments.sweep import read_sweep
 from tests.conftest import TINY_ENCODER
 from tests.postgres import PASSWORD
+from tests.shared_workers import files_holding, running_trial, start_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "recipes/configs/demo.yaml")
@@ -85,25 +83,6 @@ def test_the_command_answers_a_missing_file_in_one_line(tmp_path, capsys):
     assert "no such file" in err and len(err.strip().splitlines()) == 1, err
 
 
-def _running_cell(url, out, workers, deadline):
-    """(worker pid, trial) of a cell under way on one of `workers`, its fold's training process started."""
-    while time.monotonic() < deadline:
-        for worker in workers:
-            assert worker.poll() is None, f"worker {worker.pid} ended early (exit {worker.returncode})"
-        try:
-            study = optuna.load_study(study_name=default_study_name("sweep", out), storage=storage_url(url))
-            trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        except KeyError:  # the study is not created yet
-            trials = []
-        for trial in trials:
-            pid = int(trial.user_attrs.get("worker", ":0").rsplit(":", 1)[1])
-            log = out / str(trial.params.get("setting")) / "logs" / f"fold_{trial.params.get('fold')}.log"
-            if pid in {w.pid for w in workers} and log.is_file():
-                return pid, trial
-        time.sleep(0.05)
-    raise AssertionError("no worker started a cell in time")
-
-
 @pytest.mark.slow
 def test_two_workers_share_a_sweep_one_dies_and_one_table_per_corpus_is_written(ravdess_tree, tmp_path,
                                                                                 postgres_url):
@@ -113,11 +92,12 @@ def test_two_workers_share_a_sweep_one_dies_and_one_table_per_corpus_is_written(
             "--grace_period", "4"]
     started = time.monotonic()
     handles = [open(logs / f"worker_{i}.log", "wb") for i in range(2)]
-    workers = [subprocess.Popen([sys.executable, "-m", "ser_hf.cli", "sweep", *argv], stdout=handle,
-                                stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
-               for handle in handles]
+    workers = [start_worker("sweep", argv, handle) for handle in handles]
     try:
-        pid, killed = _running_cell(postgres_url, out, workers, time.monotonic() + 240)
+        study_name = default_study_name("sweep", out)
+        pid, killed = running_trial(  # its fold's training process started
+            lambda: optuna.load_study(study_name=study_name, storage=storage_url(postgres_url)), workers,
+            lambda t: (out / str(t.params.get("setting")) / "logs" / f"fold_{t.params.get('fold')}.log").is_file())
         victim = next(w for w in workers if w.pid == pid)
         victim.send_signal(signal.SIGKILL)  # mid-cell: its fold's training process dies with it
         victim.wait()
@@ -153,8 +133,7 @@ def test_two_workers_share_a_sweep_one_dies_and_one_table_per_corpus_is_written(
     assert table.count("## ravdess") == 1 and "| one-layer | 2 |" in table and "Per-layer probe of two-layer" in table
     assert (out / "one-layer" / "fold_1" / "ser_results.json").is_file()
     assert (out / "two-layer" / "crossval_results.md").is_file()
-    for root in (out, logs):
-        assert [p for p in Path(root).rglob("*") if p.is_file() and PASSWORD.encode() in p.read_bytes()] == []
+    assert files_holding(out, PASSWORD) == [] and files_holding(logs, PASSWORD) == []
 
     # The same sweep on one machine (no --storage) over the finished cells: nothing retrained, the report again.
     fold_log = out / "one-layer" / "logs" / "fold_0.log"
